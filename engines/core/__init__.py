@@ -1,0 +1,1 @@
+"""Shared plumbing: settings and workspace, jobs, audio I/O, devices, errors."""

@@ -1,0 +1,147 @@
+"""Progress, log and cancel hooks passed into engine functions.
+
+Engine functions take ``hooks: Hooks | None = None`` and call
+``hooks.progress(fraction, message)``, ``hooks.log(line)`` and
+``hooks.check_cancel()`` (raises ``Cancelled``) in their loops. The job
+runner supplies hooks wired to the job's log file and state; scripts and
+tests get the silent default from ``ensure_hooks(None)``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Callable, Mapping, Sequence
+
+from engines.core.errors import Cancelled, VoiceLabError
+
+ProgressFn = Callable[[float, str], None]
+LogFn = Callable[[str], None]
+
+
+class Hooks:
+    """Callbacks an engine function reports through; all optional."""
+
+    def __init__(
+        self,
+        progress: ProgressFn | None = None,
+        log: LogFn | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> None:
+        self._progress = progress
+        self._log = log
+        self.cancel_event = cancel_event or threading.Event()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self._progress is not None:
+            self._progress(max(0.0, min(1.0, float(fraction))), message)
+
+    def log(self, line: str) -> None:
+        if self._log is not None:
+            for part in str(line).splitlines() or [""]:
+                self._log(part)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancel(self) -> None:
+        """Raise ``Cancelled`` if the user asked to stop."""
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+    def scaled(self, start: float, end: float) -> "Hooks":
+        """Hooks whose progress maps 0..1 onto start..end of this one (for stages)."""
+        parent = self
+
+        def prog(f: float, msg: str) -> None:
+            parent.progress(start + (end - start) * f, msg)
+
+        return Hooks(prog, self._log, self.cancel_event)
+
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        cwd: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        kill_grace: float = 1.0,
+    ) -> int:
+        """Run a subprocess, stream its output to the log, stop it on cancel.
+
+        The child gets its own process group so cancel kills it and all its
+        children (torchrun workers, data loaders) within ``kill_grace`` + 0.5 s.
+        Raises ``Cancelled`` when cancelled, ``VoiceLabError`` on a non-zero exit.
+        """
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+        tail: list[str] = []
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                tail.append(line)
+                del tail[:-20]
+                self.log(line)
+                if on_line is not None:
+                    try:
+                        on_line(line)
+                    except Exception:  # a parser bug must not kill the pump
+                        pass
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        while proc.poll() is None:
+            if self.cancel_event.wait(0.1):
+                kill_process_group(proc, kill_grace)
+                reader.join(timeout=1.0)
+                raise Cancelled()
+        reader.join(timeout=5.0)
+        if proc.returncode != 0:
+            last = "\n".join(tail[-8:])
+            raise VoiceLabError(
+                f"Command failed with exit code {proc.returncode}: {' '.join(map(str, cmd))[:200]}",
+                f"Last output:\n{last}" if last else "",
+            )
+        return proc.returncode
+
+
+def kill_process_group(proc: subprocess.Popen, grace: float = 1.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL after ``grace`` seconds."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return
+            time.sleep(0.02)
+
+
+NULL_HOOKS = Hooks()
+
+
+def ensure_hooks(hooks: Hooks | None) -> Hooks:
+    """The given hooks, or fresh silent ones (each call gets its own cancel flag)."""
+    return hooks if hooks is not None else Hooks()
