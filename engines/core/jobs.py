@@ -1,0 +1,331 @@
+"""Background jobs: every long operation runs here, with a log, progress and cancel.
+
+An *operation* is a named function ``fn(params, hooks, ws) -> dict`` with a
+parameter dataclass, registered with ``@operation``. ``JobRunner.submit``
+records a job in ``<workspace>/jobs.sqlite`` and runs it on a worker thread:
+GPU-heavy jobs one at a time in submission order, light jobs alongside on a
+small pool. The log goes to ``<workspace>/jobs/<id>.log`` line by line (so a
+page can tail it), progress and state to sqlite (so a reload, another
+browser tab or a restart still sees them). Cancel sets the job's event:
+engine loops check it, and ``hooks.run`` kills subprocess groups within ~1 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
+from engines.core.hooks import Hooks
+from engines.core.params import build, to_dict
+from engines.core.settings import Workspace
+
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+
+# Modules that register operations; imported on first use (they must not import torch at top level).
+OPERATION_MODULES = (
+    "engines.core.system_ops",
+    "engines.dataset.ops",
+    "engines.rvc.ops",
+    "engines.cosyvoice.ops",
+    "engines.assets.ops",
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    fn: Callable[[Any, Hooks, Workspace], dict]
+    params: type
+    kind: str  # "gpu" (one at a time) or "light"
+    title: str
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def operation(name: str, *, params: type, kind: str = "gpu", title: str = "") -> Callable:
+    """Register ``fn(params, hooks, ws) -> dict`` as a job operation called ``name``."""
+    if kind not in ("gpu", "light"):
+        raise ValueError(kind)
+
+    def wrap(fn: Callable) -> Callable:
+        OPERATIONS[name] = Operation(name, fn, params, kind, title or name)
+        return fn
+
+    return wrap
+
+
+def is_absent_module(module: str, exc: ModuleNotFoundError) -> bool:
+    """True when ``exc`` says ``module`` (or a parent package) does not exist yet."""
+    return bool(exc.name) and (module == exc.name or module.startswith(exc.name + "."))
+
+
+def load_operations() -> dict[str, Operation]:
+    for mod in OPERATION_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if not is_absent_module(mod, exc):  # a real missing dependency inside the module
+                raise
+    return OPERATIONS
+
+
+@dataclass
+class JobRecord:
+    id: str
+    op: str
+    title: str
+    kind: str
+    state: str
+    params: dict
+    created: float
+    started: float | None
+    finished: float | None
+    progress: float
+    message: str
+    result: dict | None
+    error: str
+    log_path: str
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+
+_COLUMNS = [f.name for f in dataclasses.fields(JobRecord)]
+
+
+class JobStore:
+    """The jobs table in sqlite; safe to use from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(
+            """CREATE TABLE IF NOT EXISTS jobs (
+                id TEXT PRIMARY KEY, op TEXT, title TEXT, kind TEXT, state TEXT, params TEXT,
+                created REAL, started REAL, finished REAL, progress REAL, message TEXT,
+                result TEXT, error TEXT, log_path TEXT)"""
+        )
+        self._conn.commit()
+
+    def insert(self, rec: JobRecord) -> None:
+        row = dataclasses.asdict(rec)
+        row["params"] = json.dumps(rec.params)
+        row["result"] = json.dumps(rec.result) if rec.result is not None else None
+        with self._lock:
+            self._conn.execute(
+                f"INSERT INTO jobs ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})",
+                [row[c] for c in _COLUMNS],
+            )
+            self._conn.commit()
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if "result" in fields and fields["result"] is not None:
+            fields["result"] = json.dumps(fields["result"])
+        sets = ",".join(f"{k}=?" for k in fields)
+        with self._lock:
+            self._conn.execute(f"UPDATE jobs SET {sets} WHERE id=?", [*fields.values(), job_id])
+            self._conn.commit()
+
+    def _record(self, row: tuple) -> JobRecord:
+        d = dict(zip(_COLUMNS, row))
+        d["params"] = json.loads(d["params"] or "{}")
+        d["result"] = json.loads(d["result"]) if d["result"] else None
+        return JobRecord(**d)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return self._record(row) if row else None
+
+    def list(self, states: Iterable[str] | None = None, op_prefix: str = "", limit: int = 200) -> list[JobRecord]:
+        sql = f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE 1=1"
+        args: list[Any] = []
+        states = list(states or [])
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += states
+        if op_prefix:
+            sql += " AND op LIKE ?"
+            args.append(op_prefix + "%")
+        sql += " ORDER BY created DESC LIMIT ?"
+        args.append(int(limit))
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [self._record(r) for r in rows]
+
+    def mark_interrupted(self) -> int:
+        """After a restart: jobs that were queued or running did not finish."""
+        with self._lock:
+            cur = self._conn.execute(
+                "UPDATE jobs SET state='interrupted', finished=?, message='Interrupted: the studio stopped while this job was active.' "
+                "WHERE state IN ('queued','running')",
+                (time.time(),),
+            )
+            self._conn.commit()
+            return cur.rowcount
+
+
+class JobRunner:
+    """Runs operations as background jobs for one workspace."""
+
+    def __init__(self, ws: Workspace, light_workers: int | None = None) -> None:
+        self.ws = ws
+        ws.ensure()
+        self.store = JobStore(ws.jobs_db)
+        self.interrupted_at_start = self.store.mark_interrupted()
+        self._events: dict[str, threading.Event] = {}
+        self._gpu_queue: "queue.Queue[str]" = queue.Queue()
+        self._light_queue: "queue.Queue[str]" = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        n_light = light_workers if light_workers is not None else max(1, ws.settings.light_workers)
+        for name, q, n in (("gpu", self._gpu_queue, 1), ("light", self._light_queue, n_light)):
+            for i in range(n):
+                t = threading.Thread(target=self._worker, args=(q,), name=f"voicelab-{name}-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        load_operations()
+
+    # -- public API ---------------------------------------------------------
+    def submit(self, op_name: str, params: dict | Any | None = None, title: str = "") -> str:
+        """Validate ``params`` for ``op_name``, queue the job and return its id."""
+        ops = load_operations()
+        if op_name not in ops:
+            raise InvalidInputError(f"Unknown operation '{op_name}'.", f"Known: {', '.join(sorted(ops))}")
+        op = ops[op_name]
+        if params is None:
+            params = {}
+        obj = params if dataclasses.is_dataclass(params) else build(op.params, dict(params))
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        log_path = self.ws.jobs_dir / f"{job_id}.log"
+        log_path.touch()
+        rec = JobRecord(
+            id=job_id, op=op_name, title=title or op.title, kind=op.kind, state="queued",
+            params=to_dict(obj), created=time.time(), started=None, finished=None, progress=0.0,
+            message="Queued", result=None, error="", log_path=str(log_path),
+        )
+        self.store.insert(rec)
+        self._events[job_id] = threading.Event()
+        (self._gpu_queue if op.kind == "gpu" else self._light_queue).put(job_id)
+        return job_id
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask a job to stop. Queued jobs are cancelled at once; running ones within ~1-2 s."""
+        rec = self.store.get(job_id)
+        if rec is None or not rec.active:
+            return False
+        event = self._events.get(job_id)
+        if event is not None:
+            event.set()
+        if rec.state == "queued":
+            self.store.update(job_id, state="cancelled", finished=time.time(), message="Cancelled before it started.")
+        return True
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.store.get(job_id)
+
+    def list(self, states: Iterable[str] | None = None, op_prefix: str = "", limit: int = 200) -> list[JobRecord]:
+        return self.store.list(states, op_prefix, limit)
+
+    def active_job(self) -> JobRecord | None:
+        running = self.store.list(["running"], limit=1)
+        return running[0] if running else None
+
+    def read_log(self, job_id: str, tail_lines: int | None = None) -> str:
+        rec = self.store.get(job_id)
+        if rec is None:
+            return ""
+        try:
+            text = Path(rec.log_path).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        if tail_lines:
+            text = "\n".join(text.splitlines()[-tail_lines:])
+        return text
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> JobRecord:
+        """Block until the job reaches a final state (for scripts and tests)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.store.get(job_id)
+            if rec is None or rec.state in FINAL_STATES:
+                return rec  # type: ignore[return-value]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {rec.state} after {timeout}s")
+            time.sleep(0.05)
+
+    # -- worker -------------------------------------------------------------
+    def _worker(self, q: "queue.Queue[str]") -> None:
+        while True:
+            job_id = q.get()
+            try:
+                self._run(job_id)
+            except Exception:  # the worker must survive anything
+                traceback.print_exc()
+
+    def _run(self, job_id: str) -> None:
+        rec = self.store.get(job_id)
+        if rec is None or rec.state != "queued":
+            return
+        op = OPERATIONS[rec.op]
+        event = self._events.setdefault(job_id, threading.Event())
+        log_file = open(rec.log_path, "a", encoding="utf-8", buffering=1)
+        log_lock = threading.Lock()
+        last_progress = [0.0]
+
+        def log(line: str) -> None:
+            with log_lock:
+                log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+        def progress(fraction: float, message: str) -> None:
+            now = time.monotonic()
+            if now - last_progress[0] >= 0.2 or fraction >= 1.0:
+                last_progress[0] = now
+                self.store.update(job_id, progress=fraction, message=message[:500])
+
+        hooks = Hooks(progress, log, event)
+        self.store.update(job_id, state="running", started=time.time(), message="Running")
+        log(f"Job {job_id}: {op.title} ({op.name})")
+        log("Parameters: " + json.dumps(rec.params, ensure_ascii=False))
+        try:
+            params = build(op.params, rec.params)
+            hooks.check_cancel()
+            result = op.fn(params, hooks, self.ws) or {}
+            self.store.update(job_id, state="done", finished=time.time(), progress=1.0,
+                              message=str(result.get("summary", "Done"))[:500], result=result)
+            log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
+        except Cancelled:
+            log("Cancelled by the user. Files already completed are kept; nothing half-written was left.")
+            self.store.update(job_id, state="cancelled", finished=time.time(), message="Cancelled")
+        except VoiceLabError as exc:
+            log(f"ERROR: {exc}")
+            self.store.update(job_id, state="failed", finished=time.time(), error=str(exc), message=exc.message[:500])
+        except Exception as exc:  # a bug or an environment problem: keep serving
+            log("ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
+            self.store.update(job_id, state="failed", finished=time.time(),
+                              error=f"Unexpected error: {type(exc).__name__}: {exc}",
+                              message=f"Unexpected error: {type(exc).__name__}")
+        finally:
+            log_file.close()
+            self._events.pop(job_id, None)

@@ -1,0 +1,23 @@
+"""Shared fixtures: a fresh workspace per test, small thread counts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # test helpers (tiny models, speech)
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    """A Workspace in a temp dir, with settings untouched by the developer's env."""
+    from engines.core.settings import Workspace
+
+    for var in ("VOICELAB_HOME", "VOICELAB_AUTH", "VOICELAB_PORT", "VOICELAB_HOST", "VOICELAB_DEVICE"):
+        monkeypatch.delenv(var, raising=False)
+    return Workspace.open(tmp_path / "ws")
