@@ -1,0 +1,80 @@
+"""UI strings in English and Simplified Chinese.
+
+Every label, button and message the page shows goes through ``t(key)``,
+which returns a Gradio ``I18nData`` the browser translates by its language
+(or the language chosen in Settings). ``text(key, lang)`` gives the plain
+string for messages built on the server. Keys used while building the page
+are recorded so a test can prove none lacks a translation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("en", "zh-CN")
+
+# key: (English, 简体中文)
+STRINGS: dict[str, tuple[str, str]] = {}
+
+USED_KEYS: set[str] = set()
+
+
+def add(entries: dict[str, tuple[str, str]]) -> None:
+    """Register strings (each tab module adds its own at import)."""
+    STRINGS.update(entries)
+
+
+def text(key: str, lang: str = "en", **fmt: Any) -> str:
+    """The plain string for ``key`` in ``lang`` (English when missing)."""
+    en, zh = STRINGS.get(key, (key, key))
+    s = zh if lang.lower().startswith("zh") else en
+    return s.format(**fmt) if fmt else s
+
+
+def t(key: str) -> Any:
+    """A translatable label for a component; records the key as used."""
+    from gradio.i18n import I18nData
+
+    USED_KEYS.add(key)
+    return I18nData(key) if key in STRINGS else key
+
+
+def catalogs() -> dict[str, dict[str, str]]:
+    return {"en": {k: v[0] for k, v in STRINGS.items()}, "zh-CN": {k: v[1] for k, v in STRINGS.items()}}
+
+
+def gradio_i18n() -> Any:
+    import gradio as gr
+
+    return gr.I18n(**catalogs())
+
+
+def missing_translations() -> list[str]:
+    """Used keys without both an English and a Chinese string."""
+    return sorted(k for k in USED_KEYS if k not in STRINGS or not all(STRINGS[k]))
+
+
+add({
+    "app.title": ("VoiceLab studio", "VoiceLab 工作室"),
+    "tab.dataset": ("Dataset", "数据集"),
+    "tab.rvc_train": ("RVC Train", "RVC 训练"),
+    "tab.index": ("Index", "索引"),
+    "tab.convert": ("Convert", "推理转换"),
+    "tab.ab": ("A/B Listen", "A/B 试听"),
+    "tab.cosyvoice": ("CosyVoice", "CosyVoice"),
+    "tab.jobs": ("Jobs", "任务"),
+    "tab.settings": ("Settings / Assets", "设置 / 模型文件"),
+    "job.panel": ("Current job", "当前任务"),
+    "job.log": ("Log", "日志"),
+    "job.cancel": ("Cancel", "取消"),
+    "job.progress": ("Progress", "进度"),
+    "job.none": ("No job selected. Start one from a tab, or open one in Jobs.", "未选择任务。请在各标签页启动任务，或在“任务”页打开。"),
+    "jobs.refresh": ("Refresh", "刷新"),
+    "jobs.state": ("State", "状态"),
+    "jobs.operation": ("Operation", "操作"),
+    "jobs.list": ("Job history", "任务历史"),
+    "jobs.open": ("Open job", "打开任务"),
+    "jobs.open_id": ("Job id", "任务 ID"),
+    "jobs.retry": ("Run again", "重新运行"),
+    "common.all": ("all", "全部"),
+})

@@ -1,0 +1,66 @@
+"""Jobs tab: the history with filters; open any job in the job panel."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from engines.core.jobs import STATES
+from voicelab_ui.context import UIContext
+from voicelab_ui.i18n import add, t
+
+add({
+    "jobs.filter_op": ("Operation starts with", "操作名前缀"),
+    "jobs.col.id": ("Id", "ID"),
+})
+
+COLUMNS = ["id", "state", "operation", "progress", "message", "started", "duration (s)"]
+
+
+def history_rows(ctx: UIContext, state: str, op_prefix: str) -> list[list]:
+    states = None if state in ("", "all") else [state]
+    rows = []
+    for r in ctx.runner.list(states, op_prefix.strip(), limit=300):
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
+        dur = f"{r.duration:.1f}" if r.duration is not None else ""
+        rows.append([r.id, r.state, r.op, f"{r.progress * 100:.0f}%", r.message, started, dur])
+    return rows
+
+
+def build(ctx: UIContext) -> None:
+    with gr.Row():
+        state = gr.Dropdown(["all", *STATES], value="all", label=t("jobs.state"), scale=1)
+        op_prefix = gr.Textbox(label=t("jobs.filter_op"), placeholder="rvc.", scale=2)
+        refresh = gr.Button(t("jobs.refresh"), scale=0)
+    table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, label=t("jobs.list"),
+                         elem_id="vl-jobs-table")
+    with gr.Row():
+        job_id = gr.Textbox(label=t("jobs.open_id"), scale=3, elem_id="vl-jobs-open-id")
+        open_btn = gr.Button(t("jobs.open"), scale=0, elem_id="vl-jobs-open")
+        retry_btn = gr.Button(t("jobs.retry"), scale=0)
+
+    def load(s: str, p: str) -> list[list]:
+        return history_rows(ctx, s, p)
+
+    for ev in (refresh.click, state.change, op_prefix.submit):
+        ev(load, [state, op_prefix], table)
+    ctx.job_finished.change(load, [state, op_prefix], table)
+
+    def pick(evt: gr.SelectData, rows) -> str:
+        try:
+            return str(rows.iloc[evt.index[0], 0])
+        except Exception:
+            return ""
+
+    table.select(pick, [table], job_id)
+    open_btn.click(lambda j: j.strip(), [job_id], ctx.job_id)
+
+    def retry(j: str) -> str:
+        rec = ctx.runner.get(j.strip())
+        if rec is None:
+            raise gr.Error("Choose a job first.")
+        return ctx.runner.submit(rec.op, rec.params, title=rec.title)
+
+    retry_btn.click(retry, [job_id], ctx.job_id)
+    ctx.extras["jobs_reload"] = (load, [state, op_prefix], table)

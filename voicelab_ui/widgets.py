@@ -1,0 +1,147 @@
+"""Shared widgets: parameter forms built from engine dataclasses, and the job panel."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import time
+import typing
+from typing import Any, Sequence
+
+import gradio as gr
+
+from engines.core.errors import VoiceLabError
+from engines.core.jobs import FINAL_STATES, JobRecord
+from engines.core.params import _base_type, info_of
+from voicelab_ui.context import UIContext
+from voicelab_ui.i18n import t, text
+
+LOG_TAIL_LINES = 400
+
+
+def param_widgets(cls: type, skip: Sequence[str] = (), overrides: dict[str, dict] | None = None) -> dict[str, Any]:
+    """One Gradio input per dataclass field, with the field's range, choices and help.
+
+    Labels use the translation key ``param.<field>``.
+    """
+    widgets: dict[str, Any] = {}
+    overrides = overrides or {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        info = info_of(f)
+        tp = _base_type(cls, f)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        kw: dict[str, Any] = {"label": t(f"param.{f.name}"), "info": t(f"help.{f.name}") if info.help else None}
+        kw.update(overrides.get(f.name, {}))
+        if tp is bool:
+            w = gr.Checkbox(value=bool(default), **kw)
+        elif info.choices is not None:
+            w = gr.Dropdown(choices=list(info.choices), value=default, **kw)
+        elif tp in (int, float) and info.min is not None and info.max is not None:
+            step = info.step or (1 if tp is int else 0.01)
+            w = gr.Slider(minimum=info.min, maximum=info.max, step=step, value=default, **kw)
+        elif tp in (int, float):
+            w = gr.Number(value=default, precision=0 if tp is int else None, **kw)
+        elif typing.get_origin(tp) in (list, tuple):
+            w = gr.Textbox(value=", ".join(map(str, default or [])), **kw)
+        else:
+            w = gr.Textbox(value="" if default is None else str(default), **kw)
+        widgets[f.name] = w
+    return widgets
+
+
+def values_to_params(cls: type, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
+    """Turn widget values back into a params dict (lists from comma-separated text)."""
+    out: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in zip(names, values):
+        tp = _base_type(cls, fields[name])
+        if typing.get_origin(tp) in (list, tuple) and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        out[name] = value
+    return out
+
+
+def user_error(exc: Exception) -> gr.Error:
+    """A gr.Error showing what happened and what to do (VoiceLabError) or the bare error."""
+    if isinstance(exc, VoiceLabError):
+        return gr.Error(f"{exc.message} {exc.hint}".strip(), duration=None)
+    return gr.Error(f"{type(exc).__name__}: {exc}", duration=None)
+
+
+def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
+    """Submit a job and return its id; bad parameters become a visible gr.Error."""
+    try:
+        return ctx.runner.submit(op, params, title=title)
+    except Exception as exc:
+        raise user_error(exc) from exc
+
+
+def progress_html(rec: JobRecord | None) -> str:
+    if rec is None:
+        return ""
+    pct = rec.progress * 100
+    colour = {"failed": "#c0392b", "cancelled": "#7f8c8d", "interrupted": "#7f8c8d", "done": "#27ae60"}.get(rec.state, "#2980b9")
+    msg = html.escape(rec.message or "")
+    return (
+        f'<div class="vl-progress" data-state="{rec.state}" data-progress="{pct:.1f}">'
+        f'<div style="background:#ddd;border-radius:4px;height:14px;overflow:hidden">'
+        f'<div style="width:{pct:.1f}%;background:{colour};height:14px"></div></div>'
+        f'<div style="font-size:0.85em;margin-top:2px">{pct:.0f}% · {msg}</div></div>'
+    )
+
+
+def job_status_md(rec: JobRecord | None) -> str:
+    if rec is None:
+        return ""
+    dur = f" · {rec.duration:.0f} s" if rec.duration is not None else ""
+    line = f"**{html.escape(rec.title)}** · `{rec.id}` · **{rec.state}**{dur}"
+    if rec.error:
+        line += "\n\n" + html.escape(rec.error)
+    return line
+
+
+def job_panel(ctx: UIContext) -> None:
+    """The shared panel: status, progress, live log tail and Cancel; follows one job.
+
+    The followed job id lives in the browser (localStorage), so a reload reopens it;
+    with none stored, the page follows whatever job is running.
+    """
+    ctx.job_id = gr.BrowserState("", storage_key="voicelab_job_id")
+    ctx.job_finished = gr.Textbox(visible=False, elem_id="vl-job-finished")
+    last_state = gr.State("")
+    with gr.Accordion(t("job.panel"), open=True, elem_id="vl-job-panel"):
+        status = gr.Markdown(text("job.none"), elem_id="vl-job-status")
+        bar = gr.HTML("", elem_id="vl-job-progress")
+        log = gr.Textbox(label=t("job.log"), lines=12, max_lines=12, autoscroll=True, interactive=False,
+                         elem_id="vl-job-log")
+        cancel = gr.Button(t("job.cancel"), variant="stop", size="sm", elem_id="vl-job-cancel")
+    timer = gr.Timer(0.5)
+
+    def refresh(job_id: str, prev_state: str) -> tuple:
+        rec = ctx.runner.get(job_id) if job_id else None
+        if rec is None:
+            active = ctx.runner.active_job()
+            if active is None:
+                return job_id, text("job.none"), "", "", gr.update(interactive=False), prev_state, gr.update()
+            rec = active
+        finished = gr.update()
+        if rec.state in FINAL_STATES and prev_state and prev_state not in FINAL_STATES:
+            finished = f"{rec.id}:{rec.state}:{time.time():.3f}"
+        return (
+            rec.id, job_status_md(rec), progress_html(rec), ctx.runner.read_log(rec.id, LOG_TAIL_LINES),
+            gr.update(interactive=rec.active), rec.state, finished,
+        )
+
+    outputs = [ctx.job_id, status, bar, log, cancel, last_state, ctx.job_finished]
+    timer.tick(refresh, [ctx.job_id, last_state], outputs, show_progress="hidden", queue=False)
+
+    def do_cancel(job_id: str) -> None:
+        if job_id:
+            ctx.runner.cancel(job_id)
+            gr.Info("Cancelling…")
+
+    cancel.click(do_cancel, [ctx.job_id], None, queue=False)
+
