@@ -39,6 +39,8 @@ class Settings:
     cosyvoice_repo: str = str(PROJECT_ROOT / "vendor" / "CosyVoice")
     language: str = "auto"  # auto | en | zh-CN
     light_workers: int = 2
+    # Server folders (besides the workspace) the page may import from, separated by os.pathsep.
+    import_roots: str = ""
 
     # name -> environment variable
     ENV = {
@@ -53,10 +55,14 @@ class Settings:
         "cosyvoice_repo": "VOICELAB_COSYVOICE_REPO",
         "language": "VOICELAB_LANGUAGE",
         "light_workers": "VOICELAB_LIGHT_WORKERS",
+        "import_roots": "VOICELAB_IMPORT_ROOTS",
     }
 
     def resolved_hubert(self) -> Path:
         return Path(self.hubert_path) if self.hubert_path else Path(self.assets_dir) / "hubert" / "hubert_base.pt"
+
+    def import_root_list(self) -> list[Path]:
+        return [Path(p).expanduser() for p in self.import_roots.split(os.pathsep) if p.strip()]
 
     def resolved_rmvpe(self) -> Path:
         return Path(self.rmvpe_path) if self.rmvpe_path else Path(self.assets_dir) / "rmvpe" / "rmvpe.pt"
