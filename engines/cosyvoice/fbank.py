@@ -9,7 +9,8 @@ Two feature types, each matching what upstream feeds its models:
   over time, which is the input of ``campplus.onnx``. Audio is float in
   [-1, 1] (not int16 scale), as upstream loads it.
 * ``whisper_log_mel`` — Whisper's log-mel (400-point periodic Hann STFT, hop
-  160, centred with reflect padding, last frame dropped, Slaney mel filters,
+  160, centred with reflect padding, last frame dropped, Slaney mel filters
+  as librosa makes them,
   log10 floored at 1e-10, 8 decades of dynamic range, then (x+4)/4), the
   input of ``speech_tokenizer_v*.onnx``.
 
@@ -101,12 +102,39 @@ def campplus_features(audio_16k: np.ndarray) -> np.ndarray:
     return feats.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
-def whisper_mel_filters(n_mels: int = 128) -> np.ndarray:
-    """Slaney-style mel filters [n_mels, 201] (librosa's defaults, which Whisper ships)."""
-    import librosa
+def _slaney_hz_to_mel(freq: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear (3 mels per 200 Hz) below 1 kHz, logarithmic above."""
+    freq = np.asarray(freq, dtype=np.float64)
+    linear = freq / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(freq, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(freq >= 1000.0, log_part, linear)
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=_WHISPER_FFT, n_mels=n_mels).astype(np.float64)
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+@functools.lru_cache(maxsize=4)
+def whisper_mel_filters(n_mels: int = 128, n_fft: int = _WHISPER_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Slaney mel filters [n_mels, n_fft//2 + 1], area-normalised, 0 Hz to Nyquist.
+
+    These are librosa.filters.mel's defaults (htk=False, norm="slaney"), the
+    filters Whisper ships; computed here so worker processes need not import
+    librosa/scipy (seconds per process). A test checks them against librosa.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    mel_edges = np.linspace(_slaney_hz_to_mel(0.0), _slaney_hz_to_mel(sample_rate / 2.0), n_mels + 2)
+    hz_edges = _slaney_mel_to_hz(mel_edges)
+    widths = np.diff(hz_edges)
+    offsets = hz_edges[:, None] - fft_hz[None, :]
+    rising = -offsets[:-2] / widths[:-1, None]
+    falling = offsets[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (hz_edges[2:] - hz_edges[:-2]))[:, None]
+    return weights.astype(np.float32).astype(np.float64)
 
 
 @functools.lru_cache(maxsize=1)

@@ -43,7 +43,7 @@ class AsrParams:
     compute_type: str = param("auto", choices=COMPUTE_TYPES,
                               help="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA")
     beam_size: int = param(5, min=1, max=20, help="Beam size (1 = greedy, faster)")
-    device: str = param("auto", help="auto, cpu, cuda or cuda:N")
+    asr_device: str = param("auto", help="Whisper device: auto, cpu, cuda or cuda:N")
     redo: bool = param(False, help="Transcribe again clips that already have machine text (edited text is kept)")
 
 
@@ -113,7 +113,7 @@ def load_whisper(params: AsrParams, hooks: Hooks | None = None) -> Any:
 
     hooks = ensure_hooks(hooks)
     name, local = resolve_model(params.model)
-    device, index = _ct2_device(params.device)
+    device, index = _ct2_device(params.asr_device)
     compute = params.compute_type
     if compute == "auto":
         compute = "float16" if device == "cuda" else "int8"
