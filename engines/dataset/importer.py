@@ -470,6 +470,7 @@ def _import_one(
             if (b - a) / rate < params.min_clip_seconds:
                 dropped += 1
                 continue
+            hooks.check_cancel()
             records.append(_make_clip(man, folder, x, a, b, rate, params, display, sha))
     except BaseException:
         for rec in records:
