@@ -169,6 +169,18 @@ def _make_bad(kind: str, tmp: Path) -> Path:
         p = tmp / "zerohz.wav"
         _zero_hz_wav(p)
         return p
+    if kind == "zero_hz_flac":
+        p = tmp / "zerohz.flac"
+        sf.write(str(p), _signal(16000, 0.5, 1), 16000)
+        data = bytearray(p.read_bytes())
+        assert data[:4] == b"fLaC"
+        data[18], data[19], data[20] = 0, 0, data[20] & 0x0F  # STREAMINFO sample rate := 0
+        p.write_bytes(bytes(data))
+        return p
+    if kind == "aiff_zero_length":
+        p = tmp / "nothing.aiff"
+        sf.write(str(p), np.zeros(0, np.float32), 22050, format="AIFF")
+        return p
     if kind == "no_audio_video":
         p = tmp / "silent_film.mp4"
         _video_without_audio(p)
@@ -183,6 +195,8 @@ BAD = {
     "text": "not audio",
     "corrupt": "corrupt",
     "zero_hz": "0 Hz",
+    "zero_hz_flac": "0 Hz",
+    "aiff_zero_length": "zero-length",
     "no_audio_video": "no audio track",
 }
 

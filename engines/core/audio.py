@@ -101,6 +101,13 @@ def _wav_header_rate(head: bytes) -> int | None:
     return None
 
 
+def _flac_header_rate(head: bytes) -> int | None:
+    """Sample rate (20 bits) in a FLAC STREAMINFO block, if the header holds one."""
+    if not (head[:4] == b"fLaC" and len(head) >= 21 and head[4] & 0x7F == 0):
+        return None
+    return (head[18] << 12) | (head[19] << 4) | (head[20] >> 4)
+
+
 def _aiff_header_rate(head: bytes) -> int | None:
     """Sample rate (80-bit float) in an AIFF 'COMM' chunk, if present."""
     if not (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC")):
@@ -141,7 +148,7 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
         raise _fail(p, "the file is empty (0 bytes)", "Re-export or re-download it.")
     with open(p, "rb") as fh:
         head = fh.read(4096)
-    for header_rate in (_wav_header_rate(head), _aiff_header_rate(head)):
+    for header_rate in (_wav_header_rate(head), _flac_header_rate(head), _aiff_header_rate(head)):
         if header_rate == 0:
             raise _fail(p, "its header declares a sample rate of 0 Hz", _CONVERT_HINT)
 
@@ -229,7 +236,11 @@ def _to_float_blocks_soundfile(p: Path, block_frames: int) -> Iterator[np.ndarra
 
     with sf.SoundFile(str(p)) as f:
         while True:
-            block = f.read(block_frames, dtype="float32", always_2d=True)
+            try:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise _fail(p, f"the audio data is corrupt after {f.tell() / f.samplerate:.1f} s ({exc})",
+                            _CONVERT_HINT) from exc
             if block.shape[0] == 0:
                 return
             yield block
@@ -280,7 +291,10 @@ def iter_audio(
     Raises AudioDecodeError (before the first block) for unusable files.
     """
     p = Path(path)
-    info = probe_audio(p)
+    return _iter_decoded(p, probe_audio(p), sr, block_seconds, mono)
+
+
+def _iter_decoded(p: Path, info: AudioInfo, sr: int | None, block_seconds: float, mono: bool) -> Iterator[np.ndarray]:
     src_rate = info.sample_rate
     block_frames = max(1024, int(block_seconds * src_rate))
     blocks = (_to_float_blocks_soundfile if info.backend == "soundfile" else _to_float_blocks_av)(p, block_frames)
@@ -306,8 +320,9 @@ def iter_audio(
 
 def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
     """Decode the whole file to float32 (mono mixed by averaging channels); resample when ``sr``."""
-    parts = list(iter_audio(path, sr=sr, block_seconds=60.0, mono=mono))
-    rate = int(sr) if sr else probe_audio(path).sample_rate
+    info = probe_audio(path)
+    parts = list(_iter_decoded(Path(path), info, sr, 60.0, mono))
+    rate = int(sr) if sr else info.sample_rate
     if not parts:
         raise _fail(Path(path), "it contains no audio samples (zero-length)")
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), rate

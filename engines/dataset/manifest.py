@@ -52,7 +52,6 @@ class ClipRecord:
     rms_db: float
     clipped: bool  # the source audio of this clip hit full scale (distorted)
     silent: bool  # RMS below engines.dataset.processing.SILENCE_DB
-    text: str = ""  # transcript (filled by ASR or the editor)
 
 
 @dataclass
