@@ -1,0 +1,300 @@
+"""Conversion pipeline: upstream's segmenting/slicing, exact length, protect, rms mix, batches, CLI.
+
+Most tests use stand-in networks (``FakeEncoder``/``FakeVoice``) with the
+real framing (HuBERT: 400-sample receptive field, 320 stride; synthesizer:
+one hop of samples per 10 ms frame) so the pipeline's own arithmetic is
+tested quickly; the end-to-end tests use the tiny real models.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engines.rvc import pipeline as pl
+from engines.rvc.pipeline import (
+    ArrayReader,
+    ListWriter,
+    Models,
+    StageTimes,
+    VCOptions,
+    Windowing,
+    linear_resize,
+    read_reflect,
+    rms_envelope,
+    rms_gain,
+    run_segments,
+    split_points,
+)
+
+
+class FakeEncoder:
+    """HuBERT framing; channel 0 = mean |x| of each frame's 400-sample window, channel 1 = frame index."""
+
+    def __init__(self, dim=768):
+        self.dim = dim
+        self.calls = []
+
+    def extract(self, audio, version="v2", window_seconds=30.0):
+        import torch
+
+        x = np.asarray(audio, np.float32)
+        n = (len(x) - 400) // 320 + 1
+        self.calls.append(len(x))
+        out = np.zeros((n, self.dim), np.float32)
+        for f in range(n):
+            out[f, 0] = np.abs(x[320 * f : 320 * f + 400]).mean()
+        out[:, 1] = np.arange(n)
+        return torch.from_numpy(out)
+
+
+class FakeNet:
+    def __init__(self, hop, f0):
+        self.hop, self.f0 = hop, f0
+        self.seen = []
+
+    def infer(self, feats, lengths, *rest):
+        import torch
+
+        self.seen.append((feats.clone(), int(lengths[0]), [r.clone() if r is not None else None for r in rest]))
+        n = int(lengths[0])
+        frames = feats[0, :n, 0] + 0.001 * feats[0, :n, 1]  # position-dependent: detects any misplacement
+        return (frames.repeat_interleave(self.hop)[None, None].float(),)
+
+
+class FakeVoice:
+    def __init__(self, sr=40000, f0=True, version="v2"):
+        self.sample_rate, self.f0, self.version = sr, f0, version
+        self.net = FakeNet(sr // 100, f0)
+        self.n_speakers = 1
+        self.sha256 = "fake"
+        self.info = "fake"
+
+
+def fake_models(sr=40000, f0=False, version="v2"):
+    import torch
+
+    return Models(voice=FakeVoice(sr, f0, version), encoder=FakeEncoder(768 if version == "v2" else 256),
+                  device=torch.device("cpu"))
+
+
+def _tone(seconds, sr=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    env = (np.sin(2 * np.pi * 0.7 * t) > -0.3).astype(np.float32)  # bursts with quiet gaps
+    return (0.3 * env * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+@pytest.mark.parametrize("n, pad", [(5, 3), (5, 12), (2, 7), (40, 39)])
+def test_reflect_padding_matches_numpy(n, pad):
+    x = np.arange(n, dtype=np.float64) * 1.5
+    ref = np.pad(x, pad, mode="reflect")
+    got = read_reflect(ArrayReader(x), -pad, n + pad)
+    assert np.array_equal(got, ref)
+
+
+def _upstream_split(audio, win):
+    """The cut-point search exactly as upstream writes it (whole-array moving sum)."""
+    window = 160
+    t_query, t_center, t_max = 16000 * win.x_query, 16000 * win.x_center, 16000 * win.x_max
+    audio_pad = np.pad(audio, (window // 2, window // 2), mode="reflect")
+    opt_ts = []
+    if audio_pad.shape[0] > t_max:
+        audio_sum = np.zeros_like(audio)
+        for i in range(window):
+            audio_sum += audio_pad[i : i - window]
+        for t in range(t_center, audio.shape[0], t_center):
+            seg = np.abs(audio_sum[t - t_query : t + t_query])
+            opt_ts.append(t - t_query + np.where(seg == seg.min())[0][0])
+    return opt_ts
+
+
+def test_split_points_match_upstream_search():
+    win = Windowing(x_pad=1, x_query=1, x_center=2, x_max=3)  # small windows: same code path, fast
+    audio = pl.highpass(_tone(9.3))
+    assert split_points(ArrayReader(audio), win) == _upstream_split(audio, win)
+    assert len(split_points(ArrayReader(audio), win)) == 4
+    assert split_points(ArrayReader(audio[: 16000 * 2]), win) == []
+    assert Windowing() == Windowing(1, 6, 38, 41)  # upstream's fp32 constants
+
+
+def test_coarse_pitch_and_transpose():
+    f0 = np.array([0, 50, 100, 440, 1100, 2000], np.float32)
+    c = pl.coarse_pitch(pl.transpose_f0(f0, 0))
+    assert c[0] == 1 and c[1] == 1 and c[4] == 255 and c[5] == 255 and 1 < c[2] < c[3] < 255
+    up = pl.transpose_f0(f0, 12)
+    assert np.allclose(up, f0 * 2) and up.dtype == np.float32
+
+
+def _librosa_rms(y, frame_length, hop_length):
+    """librosa.feature.rms(center=True, pad_mode="constant") written out (checked against librosa itself;
+    importing librosa costs ~10 s of numba start-up, so the test uses this transcription)."""
+    y = np.pad(y, frame_length // 2)
+    n = 1 + (len(y) - frame_length) // hop_length
+    frames = np.stack([y[i * hop_length : i * hop_length + frame_length] for i in range(n)])
+    return np.sqrt(np.mean(np.abs(frames) ** 2, axis=1))
+
+
+def test_rms_envelope_matches_librosa_and_torch_interpolate():
+    import torch
+    import torch.nn.functional as F
+
+    x = _tone(3.3).astype(np.float64)
+    env = rms_envelope(ArrayReader(x), 16000)
+    ref = _librosa_rms(x, 16000, 8000)
+    assert env.shape == ref.shape == (1 + len(x) // 8000,)
+    assert np.allclose(env, ref, rtol=1e-9)
+    env40 = rms_envelope(ArrayReader(x), 40000)
+    assert np.allclose(env40, _librosa_rms(x, 40000, 20000), rtol=1e-9)
+    up = linear_resize(env, 1234, 0, 1234)
+    ref_up = F.interpolate(torch.from_numpy(env)[None, None], size=1234, mode="linear").squeeze().numpy()
+    assert np.allclose(up, ref_up, rtol=1e-9)
+    assert np.allclose(linear_resize(env, 1234, 100, 300), up[100:300])
+
+
+def test_rms_mix_formula_by_hand():
+    env_in = np.array([0.5, 0.5])
+    env_out = np.array([0.1, 0.1])
+    # rate 0: follow the input's loudness entirely -> gain in/out = 5
+    assert np.allclose(rms_gain(env_in, env_out, 10, 0.0, 0, 10), 5.0)
+    assert np.allclose(rms_gain(env_in, env_out, 10, 1.0, 0, 10), 1.0)
+    assert np.allclose(rms_gain(env_in, env_out, 10, 0.25, 0, 10), 0.5**0.75 * 0.1**-0.75)
+    # silent output is floored at 1e-6
+    assert np.allclose(rms_gain(env_in, np.zeros(2), 4, 0.5, 0, 4), 0.5**0.5 * 1e-6**-0.5)
+
+
+def test_level_gain():
+    assert pl.level_gain(0.5, True) == pytest.approx(1.98)
+    assert pl.level_gain(0.5, False) == 1.0
+    assert pl.level_gain(2.0, False) == pytest.approx(0.495)
+    assert pl.level_gain(0.0, True) == 1.0
+
+
+# ---------------------------------------------------------------- segmenting and length
+
+
+class RecordingSink(ListWriter):
+    pass
+
+
+@pytest.mark.parametrize("seconds", [0.31, 2.0, 9.77])
+@pytest.mark.parametrize("sr", [32000, 40000, 48000])
+def test_output_length_exact_and_upstream_samples_kept(seconds, sr):
+    win = Windowing(x_pad=1, x_query=1, x_center=3, x_max=4)
+    audio = pl.highpass(_tone(seconds, seed=int(seconds * 100)))
+    opts_exact = VCOptions(windowing=win, rms_mix_rate=1.0, normalize=False)
+    opts_up = VCOptions(windowing=win, rms_mix_rate=1.0, normalize=False, exact_length=False)
+    exact, upstream = RecordingSink(), RecordingSink()
+    run_segments(fake_models(sr), ArrayReader(audio), exact, opts_exact, StageTimes(), pl.ensure_hooks(None), True)
+    run_segments(fake_models(sr), ArrayReader(audio), upstream, opts_up, StageTimes(), pl.ensure_hooks(None), True)
+    assert exact.n == round(len(audio) * sr / 16000)  # exact length
+    assert upstream.n < exact.n  # upstream is short ...
+    assert len(exact.parts) == len(upstream.parts)
+    for ours, theirs in zip(exact.parts, upstream.parts):  # ... but every sample it emits is ours, in place
+        assert len(theirs) <= len(ours)
+        assert np.array_equal(ours[: len(theirs)], theirs)
+
+
+def test_segments_are_upstreams_and_hubert_sees_whole_segments():
+    win = Windowing(x_pad=1, x_query=1, x_center=3, x_max=4)
+    audio = pl.highpass(_tone(10.0))
+    models = fake_models(40000, f0=False)
+    run_segments(models, ArrayReader(audio), ListWriter(), VCOptions(windowing=win), StageTimes(),
+                 pl.ensure_hooks(None), True)
+    cuts = [t // 160 * 160 for t in _upstream_split(audio, win)]
+    starts = [0] + cuts
+    expected = [t + 32000 + 160 - s for s, t in zip(starts, cuts)] + [len(audio) + 32000 - cuts[-1]]
+    assert models.encoder.calls == expected
+
+
+def test_protect_and_retrieval_blend_by_hand():
+    import faiss
+    import torch
+
+    from engines.rvc.index import LoadedIndex
+
+    models = fake_models(40000, f0=True)
+    big = np.zeros((4, 768), np.float32)
+    big[:, 0] = 7.0  # every index vector has channel 0 = 7
+    index = faiss.IndexFlatL2(768)
+    index.add(big)
+    models.index = LoadedIndex(Path("x"), index, big, 768)
+    audio = _tone(1.0).astype(np.float64)
+    enc = models.encoder.extract(audio)[None]
+    frames = enc.shape[1] * 2
+    pitchf = torch.zeros(1, frames)
+    pitchf[0, ::2] = 200.0  # every other frame voiced
+    pitch = torch.ones(1, frames, dtype=torch.long)
+    opts = VCOptions(index_rate=0.5, protect=0.2)
+    pl.vc_segment(models, audio, pitch, pitchf, opts, StageTimes())
+    feats, n, (p, pf, sid) = models.voice.net.seen[-1]
+    orig = enc.repeat_interleave(2, dim=1)[0, :n, 0].numpy()
+    blended = 0.5 * 7.0 + 0.5 * orig
+    mask = np.where(pitchf[0, :n].numpy() > 0, 1.0, 0.2)
+    assert np.allclose(feats[0, :n, 0].numpy(), blended * mask + orig * (1 - mask), atol=1e-5)
+    # protect 0.5 switches protection off: pure blend
+    pl.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.5, protect=0.5), StageTimes())
+    assert np.allclose(models.voice.net.seen[-1][0][0, :n, 0].numpy(), blended, atol=1e-5)
+    # index_rate 0: features untouched
+    pl.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.0, protect=0.5), StageTimes())
+    assert np.allclose(models.voice.net.seen[-1][0][0, :n, 0].numpy(), orig, atol=1e-6)
+
+
+def test_f0_goes_in_shifted_and_sliced(monkeypatch):
+    seen = {}
+
+    def fake_f0(audio, method, **kw):
+        seen["len"] = len(audio)
+        return np.full(len(audio) // 160 + 1, 100.0, np.float32)
+
+    monkeypatch.setattr("engines.rvc.f0.extract_f0", fake_f0)
+    models = fake_models(40000, f0=True)
+    audio = pl.highpass(_tone(2.0))
+    run_segments(models, ArrayReader(audio), ListWriter(), VCOptions(transpose=12, protect=0.5), StageTimes(),
+                 pl.ensure_hooks(None), True)
+    assert seen["len"] == len(audio) + 32000  # f0 of the whole padded signal
+    _, n, (pitch, pitchf, sid) = models.voice.net.seen[-1]
+    assert torch_allclose(pitchf, 200.0) and pitch.shape == pitchf.shape and pitch.shape[1] == n
+
+
+def torch_allclose(t, value):
+    return bool(np.allclose(t.numpy(), value))
+
+
+def test_streamed_path_matches_in_memory(tmp_path, monkeypatch):
+    """The bounded-memory path (temp files, blocks) gives the in-memory result for a no-f0 model."""
+    win = Windowing(x_pad=1, x_query=1, x_center=3, x_max=4)
+    x = _tone(20.0)
+    src = tmp_path / "in.wav"
+    sf.write(src, x, 16000, subtype="FLOAT")
+    models = fake_models(40000, f0=False)
+    mem = pl.convert_file(models, src, tmp_path / "a.wav", "wav", VCOptions(windowing=win, stream_above_seconds=1e9))
+    streamed = pl.convert_file(models, src, tmp_path / "b.wav", "wav",
+                               VCOptions(windowing=win, stream_above_seconds=5, block_seconds=7))
+    assert streamed.streamed and not mem.streamed
+    a, sra = sf.read(tmp_path / "a.wav")
+    b, srb = sf.read(tmp_path / "b.wav")
+    assert sra == srb == 40000 and len(a) == len(b) == 20 * 40000
+    assert np.max(np.abs(a - b)) <= 2 / 32768  # PCM_16 rounding only
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp files removed
+    assert {"decode", "filter", "hubert", "synth", "post", "write"} <= set(streamed.times)
+
+
+def test_resample_and_normalize(tmp_path):
+    models = fake_models(40000, f0=False)
+    x = _tone(1.5)
+    out, sr = pl.convert_array(models, x, VCOptions(resample_sr=22050))
+    assert sr == 22050 and len(out) == round(len(x) * 22050 / 16000)
+    assert np.abs(out).max() == pytest.approx(0.99, abs=1e-6)
+    raw, _ = pl.convert_array(models, x, VCOptions(normalize=False))
+    assert np.abs(raw).max() < 0.9
