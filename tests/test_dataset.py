@@ -103,6 +103,40 @@ def test_slicer_rules_short_silent_leading() -> None:
         StreamingSlicer(sr, SlicerParams(min_length_ms=300, min_interval_ms=400))
 
 
+# (seed, (threshold dB, min_length, min_interval, hop, max_sil_kept ms), ranges) — the ranges are what
+# upstream RVC's slicer (train/dataset/slicer2.py, run once on these signals) returned.
+UPSTREAM_CASES = [
+    (1, (-42, 1500, 400, 15, 500), [(31114, 115850), (118498, 188670), (213495, 237989), (276054, 322394)]),
+    (2, (-42, 1500, 400, 15, 500), [(12240, 54720), (121680, 242640), (262800, 345600)]),
+    (3, (-42, 1500, 400, 15, 500), [(0, 104400), (139680, 167040)]),
+    (4, (-50, 2000, 300, 10, 800), [(20400, 261600), (338800, 420400), (420400, 549200), (590400, 630800)]),
+    (5, (-35, 1000, 250, 20, 300), [(54400, 168000), (197600, 280000), (291200, 314400), (395200, 540000),
+                                    (573600, 649600)]),
+    (6, (-42, 3000, 500, 15, 1500), [(0, 99631), (99631, 145640), (145640, 236496)]),
+    (7, (-42, 1500, 400, 15, 500), [(82800, 156240), (156240, 434880), (506160, 707040)]),
+    (8, (-45, 800, 200, 8, 200), [(74880, 89600), (104000, 145280), (217600, 317120)]),
+]
+
+
+def _bursts(seed: int) -> tuple[np.ndarray, int]:
+    """Tone bursts with noisy gaps of random lengths (the signals the upstream ranges were made from)."""
+    rng = np.random.default_rng(seed)
+    sr = int(rng.choice([16000, 22050, 40000, 48000]))
+    parts = [0.0005 * rng.standard_normal(int(sr * rng.uniform(0, 2)))]
+    for _ in range(int(rng.integers(2, 7))):
+        n = int(sr * rng.uniform(0.1, 3))
+        t = np.arange(n) / sr
+        parts.append(rng.uniform(0.02, 0.8) * np.sin(2 * np.pi * rng.uniform(80, 900) * t) * (0.3 + 0.7 * rng.random(n)))
+        parts.append(rng.uniform(0, 0.004) * rng.standard_normal(int(sr * rng.uniform(0.05, 2.5))))
+    return np.concatenate(parts).astype(np.float32), sr
+
+
+@pytest.mark.parametrize("seed,settings,expected", UPSTREAM_CASES, ids=[str(c[0]) for c in UPSTREAM_CASES])
+def test_slicer_matches_upstream(seed: int, settings: tuple, expected: list) -> None:
+    x, sr = _bursts(seed)
+    assert slice_ranges(x, sr, SlicerParams(*settings)) == expected
+
+
 # ---------------------------------------------------------------------------
 # processing
 

@@ -5,7 +5,11 @@ DESIGN.md section 4): frame RMS over a window of up to four hops; a
 silence of at least ``min_interval`` that ends after the current piece is
 at least ``min_length`` long becomes a cut; at most ``max_sil_kept`` of
 silence stays attached to each side; a leading silence longer than
-``max_sil_kept`` is trimmed; a file shorter than ``min_length`` is kept whole.
+``max_sil_kept`` is trimmed; without any cut the input is one piece. Like
+RVC, short inputs go through the same rules (so a short file still loses
+long leading/trailing silence); only tiny inputs (no more samples than
+``min_length`` has frames — RVC's unit mix-up, kept for identical results)
+are returned whole untouched.
 
 This implementation is our own: ``StreamingSlicer`` consumes audio block by
 block and reports each (start, end) sample range as soon as no later audio
@@ -157,8 +161,8 @@ class StreamingSlicer:
     # -- state machine (one frame at a time) -----------------------------
 
     def _argmin(self, a: int, b: int) -> int:
-        """Index of the quietest frame in [a, b] (inclusive), absolute."""
-        return a + int(np.argmin(self._rms[a : b + 1]))
+        """Index of the quietest frame in [a, b] (inclusive, clipped to the computed frames)."""
+        return a + int(np.argmin(self._rms[a : min(b + 1, self._frames)]))
 
     def _step(self, i: int) -> None:
         if self._rms[i] < self.threshold:
@@ -216,8 +220,8 @@ class StreamingSlicer:
         return [(a, b) for a, b in out if b > a]
 
     def _may_emit(self) -> bool:
-        # A file of at most min_length hops is kept whole, so nothing is final before that.
-        return -(-self._samples // self.hop) > self.min_length
+        # Inputs of at most ``min_length`` samples are kept whole, so nothing is final before that.
+        return self._samples > self.min_length
 
     def feed(self, block: np.ndarray) -> list[Range]:
         """Add the next samples (mono); return ranges that are now final."""
@@ -246,7 +250,7 @@ class StreamingSlicer:
         self._compute_frames(total_frames)
         if n == 0:
             return []
-        if -(-n // self.hop) <= self.min_length:
+        if n <= self.min_length:  # RVC compares the sample count with min_length (in frames) here; kept
             self._tags = []
             return [(0, n)]
         ss = self._silence_start
