@@ -196,6 +196,38 @@ def test_import_speech_clips_and_offsets(ws, speech, tmp_path) -> None:
     _assert_consistent(ws, "talk")
 
 
+def test_streamed_import_equals_whole_file_slicing(ws, tmp_path, monkeypatch) -> None:
+    """Long silences (longer than a decode block) and long speech (cut early at max length)."""
+    import engines.dataset.importer as importer
+
+    monkeypatch.setattr(importer, "DECODE_BLOCK_SECONDS", 1.7)
+    sr = 16000
+    rng = np.random.default_rng(3)
+    layout = [(2.0, 0.7), (25.0, 6.0), (3.0, 0.2), (1.0, 12.0), (0.4, 0.5), (14.0, 3.0)]  # (voiced s, silence s)
+    parts = []
+    for voiced, silence in layout:
+        parts.append(_tone(sr, voiced, float(rng.uniform(150, 400))) * (0.5 + 0.5 * rng.random(int(round(voiced * sr)))))
+        parts.append((0.0003 * rng.standard_normal(int(silence * sr))).astype(np.float32))
+    x = np.concatenate(parts).astype(np.float32)
+    src = tmp_path / "long.wav"
+    sf.write(str(src), x, sr, subtype="FLOAT")
+
+    max_len, min_len = 10 * sr, int(0.5 * sr)
+    expected = []
+    for a, b in slice_ranges(x, sr):
+        for s in range(a, b, max_len):
+            if min(b, s + max_len) - s >= min_len:
+                expected.append((s, min(b, s + max_len)))
+    params = DatasetParams(max_clip_seconds=10.0, min_clip_seconds=0.5, normalize=False)
+    create_or_import_dataset(ws, "stream", [src], params)
+    clips, _ = list_clips(ws, "stream", page_size=100)
+    got = [(round(c["start"] * sr), round(c["end"] * sr)) for c in clips]
+    assert got == expected and len(got) >= 6
+    for c, (a, b) in zip(clips, expected):  # the written samples are the source samples
+        y, _ = sf.read(c["path"], dtype="float32")
+        np.testing.assert_allclose(y, x[a:b], atol=1 / 32767)
+
+
 def _bad_files(folder: Path) -> list[Path]:
     corrupt = folder / "corrupt.wav"
     sf.write(str(corrupt), _tone(16000, 1.0), 16000)
