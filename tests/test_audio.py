@@ -53,6 +53,7 @@ def _write_av_container(path: Path, x: np.ndarray, sr: int, fmt: str, codec: str
             vs = c.add_stream("mpeg4", rate=5)
             vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
         a = c.add_stream(codec, rate=sr, layout=layout)
+        a.bit_rate = 128000  # wmav2 will not open without one
         for start in range(0, planar.shape[1], sr):
             fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, start : start + sr]), format="fltp", layout=layout)
             fr.sample_rate, fr.pts = sr, start
@@ -82,6 +83,8 @@ CASES = [
     ("i.mkv", ("matroska", "libopus", True), 48000, 1),
     ("j.webm", ("webm", "libopus", False), 48000, 1),
     ("k.aiff", "sf", 22050, 1),
+    ("l.wma", ("asf", "wmav2", False), 44100, 2),
+    ("m.mov", ("mov", "aac", True), 22050, 1),
 ]
 
 

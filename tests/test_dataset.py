@@ -336,6 +336,7 @@ def _zip_with_traversal(tmp_path: Path) -> Path:
         zf.writestr("notes.txt", "hello")
         zf.writestr("__MACOSX/voice/._take1.wav", b"junk")
         zf.write(wav, "voice/take1_copy.flac")  # same bytes under another name: deduplicated
+        zf.writestr(zipfile.ZipInfo("bomb.wav"), bytes(8 << 20), compress_type=zipfile.ZIP_DEFLATED)
     return zpath
 
 
@@ -348,6 +349,7 @@ def test_zip_import_refuses_traversal(ws, tmp_path) -> None:
     assert "absolute" in reasons["upload.zip!/abs/evil.wav"]
     assert "not an audio file" in reasons["upload.zip!notes.txt"]
     assert "already imported" in reasons["upload.zip!voice/take1_copy.flac"]
+    assert "zip bomb" in reasons["upload.zip!bomb.wav"]
     assert not any(p.name == "escaped.wav" for p in tmp_path.parent.rglob("escaped.wav"))
     assert not (ws.dataset_dir("zipped") / ".incoming").exists()
     _assert_consistent(ws, "zipped")
