@@ -1,0 +1,392 @@
+"""CosyVoice speaker fine-tuning: run upstream's trainer and watch it.
+
+For each model (``llm``, optionally ``flow``) we start
+``torchrun --nnodes 1 --nproc_per_node N ... -m engines.cosyvoice.train_launcher
+<checkout>/cosyvoice/bin/train.py`` (for N = 1 the launcher directly, with the
+environment torchrun would give it) with the arguments upstream's recipe uses, parse its log into
+``<workspace>/cosyvoice/train/<exp>/metrics.jsonl`` and progress, and on
+cancel or failure remove any checkpoint upstream did not finish writing.
+A later run resumes from the newest complete checkpoint of each model.
+
+Layout of an experiment::
+
+    cosyvoice/train/<exp>/sft.yaml            config derived from the base model's yaml
+    cosyvoice/train/<exp>/params.json         the parameters of the last run
+    cosyvoice/train/<exp>/{train,cv}.data.list  data lists with absolute paths
+    cosyvoice/train/<exp>/<model>/            upstream's --model_dir (epoch_*_whole.pt + .yaml)
+    cosyvoice/train/<exp>/tensorboard/<model>/
+    cosyvoice/train/<exp>/metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.core.atomic import write_json, write_text
+from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
+from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.params import param, validate
+from engines.core.settings import PROJECT_ROOT, safe_name
+from engines.cosyvoice import upstream
+from engines.cosyvoice.config import load_yaml_file, write_sft_config
+from engines.cosyvoice.logparse import LogParser, metric_record
+
+_CKPT_RE = re.compile(r"^epoch_(?P<epoch>\d+)_(?:whole|step_(?P<step>\d+))\.pt$")
+
+
+@dataclass
+class CosyTrainParams:
+    """Everything the CosyVoice train tab/CLI exposes (one definition for both)."""
+
+    exp_name: str = param("cosy_sft", help="Experiment name (folder under cosyvoice/train/)")
+    model_dir: str = param("", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
+    train_data: str = param("", help="data.list of the training parquet shards")
+    cv_data: str = param("", help="data.list for validation (default: the training list)")
+    models: str = param("llm", choices=("llm", "llm+flow", "flow"), help="Which models to fine-tune")
+    max_epoch: int = param(10, min=1, max=10000, help="Epochs to train (total, including resumed ones)")
+    lr: float = param(1e-5, min=1e-8, max=1e-2, help="Learning rate (constant scheduler)")
+    accum_grad: int = param(2, min=1, max=256, help="Gradient accumulation (batches per optimizer step)")
+    max_frames_in_batch: int = param(2000, min=50, max=1000000, help="Dynamic batch size in feature frames")
+    save_per_step: int = param(-1, min=-1, max=10000000, help="Extra checkpoint every N steps (-1: per epoch only)")
+    log_interval: int = param(10, min=1, max=100000, help="Log every N batches")
+    grad_clip: float = param(5.0, min=0.01, max=1000.0, help="Gradient clipping norm")
+    gpus: int = param(0, min=0, max=64, help="Processes/GPUs (0: all visible GPUs, 1 process on CPU)")
+    train_engine: str = param("torch_ddp", choices=("torch_ddp", "deepspeed"),
+                              help="Parallel engine (deepspeed only when installed)")
+    num_workers: int = param(2, min=1, max=64, help="Data loader worker processes")
+    prefetch: int = param(100, min=1, max=10000, help="Batches prefetched per worker")
+    use_amp: bool = param(True, help="Mixed precision on CUDA (always off on CPU)")
+    timeout: int = param(60, min=5, max=86400, help="Seconds ranks wait for each other (cosyvoice_join)")
+    resume: bool = param(True, help="Continue from the newest checkpoint of this experiment")
+    device: str = param("auto", choices=("auto", "cpu", "cuda"), help="Train on CUDA when available, or force CPU")
+
+
+@dataclass
+class TrainResult:
+    exp_dir: Path
+    config_path: Path
+    metrics_path: Path
+    checkpoints: dict[str, list[Path]] = field(default_factory=dict)
+    latest: dict[str, Path | None] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def experiment_dir(ws: Any, exp_name: str) -> Path:
+    return Path(ws.cosyvoice) / "train" / safe_name(exp_name)
+
+
+def model_list(models: str) -> list[str]:
+    return [m for m in models.split("+") if m]
+
+
+def checkpoint_order(path: Path) -> tuple[int, int, int] | None:
+    """Sort key (epoch, whole-epoch last, step) of an upstream checkpoint name, else None."""
+    m = _CKPT_RE.match(path.name)
+    if not m:
+        return None
+    if m.group("step") is None:
+        return (int(m.group("epoch")), 1, 0)
+    return (int(m.group("epoch")), 0, int(m.group("step")))
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Upstream writes the .pt, then its .yaml: a .pt with a readable .yaml is complete."""
+    info = path.with_suffix(".yaml")
+    if not (path.is_file() and info.is_file()) or path.stat().st_size == 0:
+        return False
+    try:
+        data = load_yaml_file(info)
+    except Exception:  # noqa: BLE001 - a torn yaml means an unfinished save
+        return False
+    return isinstance(data, dict) and "epoch" in data
+
+
+def list_checkpoints(model_out_dir: str | os.PathLike, complete_only: bool = True) -> list[Path]:
+    """Upstream checkpoints in ``model_out_dir``, oldest first."""
+    d = Path(model_out_dir)
+    if not d.is_dir():
+        return []
+    found = [(checkpoint_order(p), p) for p in d.glob("epoch_*.pt")]
+    found = [(k, p) for k, p in found if k is not None and (not complete_only or is_complete_checkpoint(p))]
+    return [p for _, p in sorted(found)]
+
+
+def select_start_checkpoint(model_out_dir: str | os.PathLike, base_model_dir: str | os.PathLike, model: str,
+                            resume: bool = True) -> tuple[Path | None, str]:
+    """(checkpoint to pass as --checkpoint, 'resume' | 'base' | 'scratch')."""
+    if resume:
+        done = list_checkpoints(model_out_dir)
+        if done:
+            return done[-1], "resume"
+    base = Path(base_model_dir) / f"{model}.pt"
+    if base.is_file():
+        return base, "base"
+    return None, "scratch"
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    key = checkpoint_order(path)
+    if key is None:
+        return None
+    info = path.with_suffix(".yaml")
+    try:
+        data = load_yaml_file(info)
+        return int(data.get("epoch", key[0]))
+    except Exception:  # noqa: BLE001
+        return key[0]
+
+
+def remove_incomplete_checkpoints(model_out_dir: str | os.PathLike, since: float) -> list[Path]:
+    """Delete checkpoints written since ``since`` whose save did not finish."""
+    removed = []
+    d = Path(model_out_dir)
+    if not d.is_dir():
+        return removed
+    for p in list(d.glob("*.pt")):
+        try:
+            recent = p.stat().st_mtime >= since - 1
+        except FileNotFoundError:
+            continue
+        if recent and not is_complete_checkpoint(p):
+            p.unlink(missing_ok=True)
+            y = p.with_suffix(".yaml")
+            if y.exists():
+                y.unlink()
+            removed.append(p)
+    for y in d.glob("*.yaml"):
+        if y.stat().st_mtime >= since - 1 and not y.with_suffix(".pt").exists():
+            y.unlink(missing_ok=True)
+            removed.append(y)
+    return removed
+
+
+def absolute_data_list(src: str | os.PathLike, dst: Path) -> Path:
+    """Copy a data.list with every entry made absolute (and checked to exist).
+
+    Upstream only warns about a missing shard and trains on nothing, and
+    resolves relative entries against its working directory.
+    """
+    src = Path(src)
+    if not src.is_file():
+        raise InvalidInputError(f"Data list {src} does not exist.",
+                                "Run `voicelab cosyvoice prepare` first, or pass the data.list it wrote.")
+    out, missing = [], []
+    for line in src.read_text(encoding="utf-8").splitlines():
+        entry = line.strip()
+        if not entry:
+            continue
+        p = Path(entry)
+        if not p.is_absolute():
+            candidates = [Path.cwd() / p, src.parent / p, src.parent / p.name]
+            p = next((c for c in candidates if c.exists()), candidates[0])
+        if not p.exists():
+            missing.append(entry)
+        out.append(str(p.resolve()))
+    if not out:
+        raise InvalidInputError(f"Data list {src} is empty.", "Prepare the dataset again.")
+    if missing:
+        raise InvalidInputError(f"{len(missing)} shard(s) listed in {src} do not exist (first: {missing[0]}).",
+                                "Prepare the dataset again.")
+    write_text(dst, "\n".join(out) + "\n")
+    return dst
+
+
+def _use_cuda(params: CosyTrainParams) -> bool:
+    if params.device == "cpu":
+        return False
+    from engines.core.device import cuda_device_count
+
+    return cuda_device_count() > 0
+
+
+def build_train_command(params: CosyTrainParams, *, model: str, script: Path, config: Path, train_list: Path,
+                        cv_list: Path, out_dir: Path, tensorboard_dir: Path, checkpoint: Path | None,
+                        nproc: int, cuda: bool, deepspeed_config: Path | None = None) -> list[str]:
+    """The torchrun command line for one model (upstream train.py arguments)."""
+    base = Path(params.model_dir).resolve()
+    if nproc > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+                  "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m"]
+    else:
+        # One process: torchrun would only set RANK/WORLD_SIZE/MASTER_* (see single_process_env)
+        # and costs a second interpreter + torch import; run the launcher directly.
+        launch = [sys.executable, "-m"]
+    cmd = [*launch, "engines.cosyvoice.train_launcher", str(script),
+           "--train_engine", params.train_engine,
+           "--model", model,
+           "--config", str(config),
+           "--train_data", str(train_list),
+           "--cv_data", str(cv_list),
+           "--onnx_path", str(base),
+           "--model_dir", str(out_dir),
+           "--tensorboard_dir", str(tensorboard_dir),
+           "--ddp.dist_backend", "nccl" if cuda else "gloo",
+           "--num_workers", str(params.num_workers),
+           "--prefetch", str(params.prefetch),
+           "--timeout", str(params.timeout)]
+    if upstream.detect_version(base) in ("v2", "v3"):
+        cmd += ["--qwen_pretrain_path", str(base / upstream.QWEN_DIR)]
+    if checkpoint is not None:
+        cmd += ["--checkpoint", str(checkpoint)]
+    if cuda:
+        cmd += ["--pin_memory"]
+        if params.use_amp:
+            cmd += ["--use_amp"]
+    if params.train_engine == "deepspeed" and deepspeed_config is not None:
+        cmd += ["--deepspeed_config", str(deepspeed_config), "--deepspeed.save_states", "model+optimizer"]
+    return cmd
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now (for the process group's rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def single_process_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables torchrun sets for a one-process job."""
+    env = dict(env)
+    env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", GROUP_RANK="0",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    return env
+
+
+def write_deepspeed_config(path: Path, params: CosyTrainParams, cuda_amp: bool) -> Path:
+    """ZeRO-2 config matching our SFT settings (upstream requires micro batch 1)."""
+    conf = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": params.accum_grad,
+        "steps_per_print": params.log_interval,
+        "gradient_clipping": params.grad_clip,
+        "fp16": {"enabled": False},
+        "bf16": {"enabled": bool(cuda_amp)},
+        "zero_optimization": {"stage": 2, "allgather_partitions": True, "allgather_bucket_size": 5e8,
+                              "overlap_comm": False, "reduce_scatter": True, "reduce_bucket_size": 5e8,
+                              "contiguous_gradients": True},
+        "optimizer": {"type": "AdamW", "params": {"lr": params.lr, "weight_decay": 0.0001,
+                                                   "torch_adam": True, "adam_w_mode": True}},
+    }
+    return write_json(path, conf)
+
+
+def _validate(params: CosyTrainParams) -> None:
+    validate(params)
+    if not params.model_dir:
+        raise InvalidInputError("No base model dir given.", "Choose the CosyVoice model to fine-tune.")
+    if upstream.detect_version(params.model_dir) is None:
+        upstream.model_yaml(params.model_dir)  # raises with the explanation
+    if not params.train_data:
+        raise InvalidInputError("No training data list given.", "Run `voicelab cosyvoice prepare` first.")
+    if params.train_engine == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise InvalidInputError("train_engine 'deepspeed' needs the deepspeed package.",
+                                "pip install deepspeed, or use torch_ddp.")
+
+
+def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None) -> TrainResult:
+    """Fine-tune the chosen models with upstream's trainer; resumable and cancellable."""
+    hooks = ensure_hooks(hooks)
+    _validate(params)
+    checkout = upstream.require_checkout(upstream.checkout_path(ws.settings))
+    script = upstream.train_script(checkout)
+    exp = experiment_dir(ws, params.exp_name)
+    exp.mkdir(parents=True, exist_ok=True)
+    config = write_sft_config(params.model_dir, exp / "sft.yaml", params)
+    write_json(exp / "params.json", dataclasses.asdict(params))
+    train_list = absolute_data_list(params.train_data, exp / "train.data.list")
+    if params.cv_data:
+        cv_list = absolute_data_list(params.cv_data, exp / "cv.data.list")
+    else:
+        hooks.log("No validation list given: validating on the training list.")
+        cv_list = train_list
+    cuda = _use_cuda(params)
+    from engines.core.device import cuda_device_count
+
+    nproc = params.gpus or (cuda_device_count() if cuda else 1) or 1
+    ds_conf = write_deepspeed_config(exp / "ds_stage2.json", params, cuda and params.use_amp) \
+        if params.train_engine == "deepspeed" else None
+    env = upstream.upstream_env(checkout, extra_paths=[str(PROJECT_ROOT)])
+    if not cuda:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    metrics_path = exp / "metrics.jsonl"
+    result = TrainResult(exp, config, metrics_path)
+    models = model_list(params.models)
+
+    for i, model in enumerate(models):
+        out_dir = exp / model
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = hooks.scaled(i / len(models), (i + 1) / len(models))
+        checkpoint, origin = select_start_checkpoint(out_dir, params.model_dir, model, params.resume)
+        if origin == "resume" and checkpoint is not None:
+            done_epoch = checkpoint_epoch(checkpoint)
+            if checkpoint.name.endswith("_whole.pt") and done_epoch is not None and done_epoch >= params.max_epoch - 1:
+                hooks.log(f"{model}: already trained for {params.max_epoch} epochs ({checkpoint.name}); skipping.")
+                result.skipped.append(model)
+                result.checkpoints[model] = list_checkpoints(out_dir)
+                result.latest[model] = checkpoint
+                continue
+            hooks.log(f"{model}: resuming from {checkpoint}")
+        elif origin == "base":
+            hooks.log(f"{model}: starting from the base model {checkpoint}")
+        else:
+            hooks.log(f"{model}: WARNING no {model}.pt in the base model dir; training from random weights")
+        cmd = build_train_command(params, model=model, script=script, config=config, train_list=train_list,
+                                  cv_list=cv_list, out_dir=out_dir, tensorboard_dir=exp / "tensorboard" / model,
+                                  checkpoint=checkpoint, nproc=nproc, cuda=cuda, deepspeed_config=ds_conf)
+        parser = LogParser(model=model, accum_grad=params.accum_grad, max_epoch=params.max_epoch)
+        stage.progress(0.0, f"Training {model}")
+        with open(metrics_path, "a", encoding="utf-8") as metrics:
+
+            def on_line(line: str) -> None:
+                for event in parser.feed(line):
+                    rec = metric_record(event)
+                    if rec is not None:
+                        metrics.write(json.dumps(rec) + "\n")
+                        metrics.flush()
+                    if event["kind"] == "batch":
+                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']} batch {event['batch']} "
+                                                          f"loss {event['loss']}")
+                    elif event["kind"] == "cv":
+                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']} cv loss {event['loss']}")
+                    elif event["kind"] == "epoch":
+                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']}")
+
+            started = time.time()
+            try:
+                hooks.log("$ " + " ".join(cmd))
+                hooks.run(cmd, cwd=str(exp), env=single_process_env(env) if nproc == 1 else env, on_line=on_line)
+            except (Cancelled, VoiceLabError, KeyboardInterrupt):
+                for p in remove_incomplete_checkpoints(out_dir, started):
+                    hooks.log(f"removed unfinished checkpoint file {p.name}")
+                raise
+        removed = remove_incomplete_checkpoints(out_dir, started)
+        for p in removed:
+            hooks.log(f"removed unfinished checkpoint file {p.name}")
+        result.checkpoints[model] = list_checkpoints(out_dir)
+        result.latest[model] = result.checkpoints[model][-1] if result.checkpoints[model] else None
+        stage.progress(1.0, f"{model} done")
+    return result
+
+
+def read_metrics(metrics_path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All rows of a metrics.jsonl (for plots); unreadable lines are skipped."""
+    rows = []
+    p = Path(metrics_path)
+    if not p.is_file():
+        return rows
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows

@@ -1,0 +1,231 @@
+"""Where upstream CosyVoice lives, how to run it, and how to fetch it.
+
+Upstream is not a pip package: the studio runs it from a git checkout
+(``Settings.cosyvoice_repo``, default ``vendor/CosyVoice``) pinned to the
+commit our engine was checked against. This module finds that checkout,
+builds the ``PYTHONPATH`` it needs (the checkout plus its Matcha-TTS
+submodule), recognises model dirs (v1/v2/v3 by their yaml name) and clones
+or updates the checkout with git (``voicelab vendor sync``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
+from engines.core.hooks import Hooks, ensure_hooks
+
+UPSTREAM_URL = "https://github.com/FunAudioLLM/CosyVoice.git"
+# The commit whose formats, arguments and log lines this engine was checked against.
+PINNED_COMMIT = "ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40"
+MATCHA_COMMIT = "dd9105b34bf2be2230f4aa1e4769fb586a3c824e"
+MATCHA_SUBDIR = Path("third_party") / "Matcha-TTS"
+SYNC_COMMAND = "voicelab vendor sync"
+
+# yaml name -> version tag; AutoModel picks the class the same way (in this order).
+VERSION_YAMLS = (("cosyvoice.yaml", "v1"), ("cosyvoice2.yaml", "v2"), ("cosyvoice3.yaml", "v3"))
+TOKENIZER_ONNX = {"v1": "speech_tokenizer_v1.onnx", "v2": "speech_tokenizer_v2.onnx", "v3": "speech_tokenizer_v3.onnx"}
+QWEN_DIR = "CosyVoice-BlankEN"
+
+
+def checkout_path(settings: object | None = None) -> Path:
+    """The configured upstream checkout (``Settings.cosyvoice_repo``)."""
+    if settings is None:
+        from engines.core.settings import load_settings
+
+        settings = load_settings()
+    return Path(getattr(settings, "cosyvoice_repo")).expanduser()
+
+
+def python_path_entries(checkout: str | os.PathLike) -> list[str]:
+    """Directories upstream imports from: the checkout and its Matcha-TTS submodule."""
+    root = Path(checkout).resolve()
+    return [str(root), str(root / MATCHA_SUBDIR)]
+
+
+def upstream_env(checkout: str | os.PathLike, base: Mapping[str, str] | None = None,
+                 extra_paths: list[str] | None = None) -> dict[str, str]:
+    """An environment for running upstream scripts: PYTHONPATH + unbuffered output."""
+    env = dict(os.environ if base is None else base)
+    parts = python_path_entries(checkout) + list(extra_paths or [])
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def is_checkout(path: str | os.PathLike) -> bool:
+    """True when ``path`` looks like an upstream CosyVoice source tree."""
+    p = Path(path)
+    return (p / "cosyvoice" / "cli" / "cosyvoice.py").is_file() and (p / "cosyvoice" / "bin" / "train.py").is_file()
+
+
+def require_checkout(checkout: str | os.PathLike) -> Path:
+    """The checkout path, or a MissingAssetError telling how to get it."""
+    p = Path(checkout)
+    if not is_checkout(p):
+        raise MissingAssetError("CosyVoice source checkout", str(p), SYNC_COMMAND,
+                                "CosyVoice training and synthesis")
+    if not (p / MATCHA_SUBDIR / "matcha").is_dir():
+        raise MissingAssetError("Matcha-TTS submodule of the CosyVoice checkout", str(p / MATCHA_SUBDIR),
+                                SYNC_COMMAND, "CosyVoice (its flow and audio code import matcha)")
+    return p
+
+
+def train_script(checkout: str | os.PathLike) -> Path:
+    return Path(checkout) / "cosyvoice" / "bin" / "train.py"
+
+
+def checkout_commit(checkout: str | os.PathLike) -> str | None:
+    """The full commit hash HEAD points at, or None when not a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def detect_version(model_dir: str | os.PathLike) -> str | None:
+    """'v1' / 'v2' / 'v3' from the model dir's yaml name (as AutoModel decides), else None."""
+    d = Path(model_dir)
+    for name, version in VERSION_YAMLS:
+        if (d / name).is_file():
+            return version
+    return None
+
+
+def model_yaml(model_dir: str | os.PathLike) -> Path:
+    """The model dir's cosyvoice*.yaml, or an InvalidInputError."""
+    d = Path(model_dir)
+    for name, _ in VERSION_YAMLS:
+        if (d / name).is_file():
+            return d / name
+    raise InvalidInputError(
+        f"{d} is not a CosyVoice model dir (no cosyvoice.yaml, cosyvoice2.yaml or cosyvoice3.yaml).",
+        "Point to the folder of a downloaded CosyVoice model, e.g. pretrained_models/CosyVoice2-0.5B.")
+
+
+def required_model_files(version: str) -> list[str]:
+    """Files AutoModel opens for a model dir of ``version`` (a trailing '/' marks a folder)."""
+    yaml_name = {v: n for n, v in VERSION_YAMLS}[version]
+    files = [yaml_name, "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", TOKENIZER_ONNX[version]]
+    if version in ("v2", "v3"):
+        files.append(QWEN_DIR + "/")
+    return files
+
+
+def missing_model_files(model_dir: str | os.PathLike, version: str | None = None) -> list[str]:
+    d = Path(model_dir)
+    version = version or detect_version(d)
+    if version is None:
+        return ["cosyvoice2.yaml (or cosyvoice.yaml / cosyvoice3.yaml)"]
+    missing = []
+    for name in required_model_files(version):
+        p = d / name.rstrip("/")
+        if not (p.is_dir() if name.endswith("/") else p.is_file()):
+            missing.append(name)
+    return missing
+
+
+@dataclass
+class SyncResult:
+    path: Path
+    commit: str
+    submodules: list[str]
+
+
+def _is_local_url(url: str) -> bool:
+    return url.startswith("file://") or url.startswith("/") or url.startswith(".") or Path(url).exists()
+
+
+def vendor_sync(repo_url: str = UPSTREAM_URL, dest: str | os.PathLike | None = None,
+                commit: str = PINNED_COMMIT, hooks: Hooks | None = None) -> SyncResult:
+    """Clone or update the upstream checkout at ``commit`` with its submodules.
+
+    A fresh clone goes to a temporary sibling folder and is renamed into place
+    only when complete; an existing checkout is fetched and moved to the
+    commit (a short hash is resolved after fetching).
+    """
+    hooks = ensure_hooks(hooks)
+    if shutil.which("git") is None:
+        raise VoiceLabError("git is not installed.", "Install git (e.g. apt-get install git) and retry.")
+    dest = Path(dest) if dest is not None else checkout_path()
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    # Submodules from local paths are refused by git >= 2.38 unless allowed; only
+    # relax that for a repository the user pointed at on their own disk.
+    sub_cfg = ["-c", "protocol.file.allow=always"] if _is_local_url(repo_url) else []
+
+    def git(*args: str, cwd: Path | None = None) -> None:
+        hooks.check_cancel()
+        hooks.run(["git", *args], cwd=cwd, env=env)
+
+    if (dest / ".git").exists():
+        hooks.progress(0.05, f"Fetching {repo_url} into {dest}")
+        git("-C", str(dest), "remote", "set-url", "origin", repo_url)
+        git("-C", str(dest), "fetch", "--tags", "origin")
+        work = dest
+    else:
+        if dest.exists() and any(dest.iterdir()):
+            raise InvalidInputError(f"{dest} exists and is not a git checkout.",
+                                    "Remove it or choose another folder for the CosyVoice checkout.")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        work = dest.parent / f".{dest.name}.partial"
+        if work.exists():
+            shutil.rmtree(work)
+        hooks.progress(0.05, f"Cloning {repo_url}")
+        git("clone", "--no-checkout", repo_url, str(work))
+    try:
+        if not _has_commit(work, commit):
+            hooks.progress(0.4, f"Fetching commit {commit}")
+            git("-C", str(work), "fetch", "origin", commit)
+        full = _resolve_commit(work, commit)
+        hooks.progress(0.5, f"Checking out {full[:12]}")
+        git("-C", str(work), "checkout", "--force", "--detach", full)
+        hooks.progress(0.6, "Updating submodules (Matcha-TTS)")
+        git("-C", str(work), *sub_cfg, "submodule", "sync", "--recursive")
+        git("-C", str(work), *sub_cfg, "submodule", "update", "--init", "--recursive", "--force")
+    except BaseException:
+        if work != dest:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    if work != dest:
+        if dest.exists():
+            dest.rmdir()  # empty (checked above)
+        os.replace(work, dest)
+    subs = _submodule_paths(dest)
+    hooks.progress(1.0, f"CosyVoice checkout at {full[:12]} in {dest}")
+    hooks.log(f"CosyVoice {full} checked out in {dest} (submodules: {', '.join(subs) or 'none'})")
+    return SyncResult(dest, full, subs)
+
+
+def _has_commit(repo: Path, commit: str) -> bool:
+    out = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
+                         capture_output=True, text=True)
+    return out.returncode == 0
+
+
+def _resolve_commit(repo: Path, commit: str) -> str:
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise VoiceLabError(f"Commit {commit} is not in the CosyVoice repository.",
+                            "Check --commit, or omit it to use the pinned commit.")
+    return out.stdout.strip()
+
+
+def _submodule_paths(repo: Path) -> list[str]:
+    out = subprocess.run(["git", "-C", str(repo), "submodule", "status", "--recursive"],
+                         capture_output=True, text=True)
+    paths = []
+    for line in out.stdout.splitlines():
+        parts = line.strip().split()
+        if len(parts) >= 2:
+            paths.append(parts[1])
+    return paths
