@@ -395,3 +395,24 @@ def test_cli_prepare_and_transcripts(studio, prepared, capsys):
     args = parser.parse_args(["transcripts", "alice", "--json"])
     assert args.func(args, studio["ws"]) == 0
     assert json.loads(capsys.readouterr().out)["clip_003"]["text"] == SENTENCES["clip_003"]
+
+
+def test_import_matches_original_source_names(tmp_path):
+    from engines.cosyvoice.transcripts import dataset_clips, import_transcripts, load_transcripts
+
+    ds = tmp_path / "ds"
+    (ds / "clips").mkdir(parents=True)
+    clips = []
+    for cid, source in (("000001", "/home/u/raw/vocal_a.wav"), ("000002", "long.flac"), ("000003", "long.flac")):
+        (ds / "clips" / f"{cid}.wav").write_bytes(b"RIFF")
+        clips.append({"id": cid, "file": f"clips/{cid}.wav", "source": source, "duration": 1.5, "sample_rate": 40000})
+    clips.append({"id": "000004", "file": "clips/gone.wav"})  # not on disk: not a clip
+    (ds / "manifest.json").write_text(json.dumps({"name": "ds", "clips": clips}))
+    found = dataset_clips(ds)
+    assert [c.id for c in found] == ["000001", "000002", "000003"] and found[0].rate == 40000
+    listing = tmp_path / "list.txt"
+    listing.write_text("vocal_a.wav|hello there\nlong.flac|cut into two clips, so ambiguous\n000003|by clip id\n")
+    rep = import_transcripts(ds, listing)
+    assert rep.matched == 2 and rep.unmatched == ["long.flac"] and rep.missing == ["000002"]
+    entries = load_transcripts(ds)
+    assert entries["000001"]["text"] == "hello there" and entries["000003"]["text"] == "by clip id"

@@ -41,6 +41,7 @@ class Clip:
     path: Path
     duration: float | None = None
     rate: int | None = None
+    source: str = ""  # the file the clip was cut from, when the manifest says
 
 
 # ---------------------------------------------------------------- clips
@@ -91,7 +92,8 @@ def dataset_clips(dataset_dir: str | os.PathLike) -> list[Clip]:
             if clip_id in seen:
                 continue
             seen.add(clip_id)
-            clips.append(Clip(clip_id, path, _as_float(entry.get("duration")), _as_int(entry.get("rate") or entry.get("sample_rate"))))
+            clips.append(Clip(clip_id, path, _as_float(entry.get("duration")),
+                              _as_int(entry.get("rate") or entry.get("sample_rate")), str(entry.get("source") or "")))
         if clips or entries:
             return clips
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
@@ -315,6 +317,16 @@ def import_transcripts(dataset_dir: str | os.PathLike, source: str | os.PathLike
     for clip in clips:
         for key in _clip_keys(clip, root):
             by_key.setdefault(key, clip.id)
+    # a list usually names the user's original files: match those too when one source gave one clip
+    per_source: dict[str, list[str]] = {}
+    for clip in clips:
+        if clip.source:
+            name = clip.source.replace("\\", "/").split("!")[-1].rsplit("/", 1)[-1]
+            for key in {name, name.rsplit(".", 1)[0]}:
+                per_source.setdefault(key, []).append(clip.id)
+    for key, ids in per_source.items():
+        if len(ids) == 1:
+            by_key.setdefault(key, ids[0])
     found: dict[str, tuple[str, str]] = {}
     unmatched: list[str] = []
 
