@@ -71,3 +71,18 @@ def test_refuses_public_bind_without_lan(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--workspace", str(tmp_path / "w"),
                           "--host", "0.0.0.0", "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--lan" in out.stderr
+
+
+def test_chinese_browser_and_language_switch(tmp_path):
+    with studio(tmp_path / "ws") as (url, _):
+        with browser_page(locale="zh-CN") as page:
+            page.goto(url)
+            page.get_by_role("tab", name="数据集").wait_for()
+            for name in ["RVC 训练", "索引", "推理转换", "任务"]:
+                assert page.get_by_role("tab", name=name).count() == 1
+        with browser_page(locale="en-US") as page:
+            page.goto(url)
+            page.get_by_role("tab", name="Settings / Assets").click()
+            page.locator("#vl-language input").click()
+            page.get_by_role("option", name="zh-CN").click()
+            page.get_by_role("tab", name="数据集").wait_for()

@@ -30,7 +30,8 @@ CSS = """
 
 def build_app(ctx: UIContext) -> gr.Blocks:
     with gr.Blocks(title="VoiceLab", fill_width=True) as demo:
-        gr.Markdown(f"## VoiceLab")
+        ctx.demo = demo
+        gr.Markdown("## VoiceLab")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 # The job panel is created first (other tabs attach to its state), shown in a sidebar column.

@@ -15,6 +15,7 @@ class UIContext:
     runner: JobRunner
     # Filled by widgets.job_panel(): the BrowserState holding the followed job id,
     # and a hidden textbox that changes to a job's id when that job finishes.
+    demo: Any = None  # the gr.Blocks being built (for load events)
     job_id: Any = None
     job_finished: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

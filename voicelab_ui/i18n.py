@@ -49,6 +49,31 @@ def gradio_i18n() -> Any:
     return gr.I18n(**catalogs())
 
 
+LANG_STORAGE_KEY = "voicelab_lang"
+
+
+def language_head(default: str = "auto") -> str:
+    """A <head> script that applies the chosen language before Gradio picks its locale.
+
+    Gradio translates by ``navigator.language``; the Settings switch stores a
+    choice in localStorage and this script presents it as the browser language.
+    Any Chinese browser locale maps to zh-CN.
+    """
+    default = default if default in ("auto", *LANGUAGES) else "auto"
+    return f"""<script>
+(function() {{
+  var pref = localStorage.getItem("{LANG_STORAGE_KEY}") || "{default}";
+  var nav = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
+  var lang = pref !== "auto" ? pref : (nav.toLowerCase().indexOf("zh") === 0 ? "zh-CN" : nav);
+  try {{
+    Object.defineProperty(Navigator.prototype, "language", {{get: function() {{ return lang; }}, configurable: true}});
+    Object.defineProperty(Navigator.prototype, "languages", {{get: function() {{ return [lang]; }}, configurable: true}});
+  }} catch (e) {{}}
+  document.documentElement.lang = lang;
+}})();
+</script>"""
+
+
 def missing_translations() -> list[str]:
     """Used keys without both an English and a Chinese string."""
     return sorted(k for k in USED_KEYS if k not in STRINGS or not all(STRINGS[k]))

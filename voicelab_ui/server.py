@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     from engines.core.jobs import JobRunner
     from voicelab_ui.app import CSS, build_app
     from voicelab_ui.context import UIContext
-    from voicelab_ui.i18n import gradio_i18n
+    from starlette.middleware import Middleware
+
+    from voicelab_ui.html_inject import HeadScriptMiddleware
+    from voicelab_ui.i18n import gradio_i18n, language_head
 
     runner = JobRunner(ws)
     demo = build_app(UIContext(ws=ws, runner=runner))
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         blocked_paths=[str(ws.root / "settings.toml"), str(ws.jobs_db)],
         i18n=gradio_i18n(),
         css=CSS,
+        app_kwargs={"middleware": [Middleware(HeadScriptMiddleware, snippet=language_head(ws.settings.language))]},
         show_error=True,
         ssr_mode=False,
         footer_links=["api", "settings"],

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engines.core.system_ops import BenchmarkParams
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import LANG_STORAGE_KEY, LANGUAGES, add, t
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
 add({
@@ -17,6 +17,8 @@ add({
         "Change them with app.py flags, VOICELAB_* environment variables or `WORKSPACE/settings.toml`, then restart.",
         "可通过 app.py 参数、VOICELAB_* 环境变量或 `工作区/settings.toml` 修改，然后重启。",
     ),
+    "settings.language": ("Language / 语言", "语言 / Language"),
+    "settings.language_info": ("auto follows the browser; the choice is kept in this browser", "auto 跟随浏览器；选择保存在本浏览器中"),
     "settings.bench": ("Machine speed check", "机器速度测试"),
     "settings.bench_run": ("Measure", "开始测量"),
     "param.seconds": ("Seconds", "秒数"),
@@ -40,6 +42,11 @@ def settings_table(ctx: UIContext) -> list[list[str]]:
 
 
 def build(ctx: UIContext) -> None:
+    lang = gr.Dropdown(["auto", *LANGUAGES], value="auto", label=t("settings.language"),
+                       info=t("settings.language_info"), elem_id="vl-language")
+    lang.input(None, [lang], None,
+               js=f"(v) => {{ localStorage.setItem('{LANG_STORAGE_KEY}', v); window.location.reload(); }}")
+    ctx.demo.load(None, None, lang, js=f"() => localStorage.getItem('{LANG_STORAGE_KEY}') || 'auto'")
     gr.Dataframe(value=settings_table(ctx), headers=["setting", "value"], interactive=False,
                  label=t("settings.current"))
     gr.Markdown(t("settings.how"))
