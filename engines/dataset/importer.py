@@ -274,10 +274,6 @@ class _SampleBuffer:
                     kept.append((lo, piece))
         self._segs = kept
 
-    @property
-    def held(self) -> int:
-        return sum(len(a) for _, a in self._segs)
-
 
 def _cut_pieces(
     path: Path,
@@ -328,15 +324,11 @@ def _cut_pieces(
         if slicer is not None:
             yield from final(slicer.feed(block))
         yield from early()
-        keep_from = cut["upto"] if slicer is None else None
-        if slicer is not None:
-            spans = slicer.retained_spans()
-            open_start = spans[0][0]
-            if cut["chunk"] == open_start:
-                spans[0] = (max(open_start, cut["upto"]), spans[0][1])
-            buf.retain(spans)
-        else:
-            buf.retain([(keep_from, None)])
+        # keep only audio a future piece can contain
+        spans = slicer.retained_spans() if slicer is not None else [(0, None)]
+        if cut["chunk"] == spans[0][0]:
+            spans[0] = (max(spans[0][0], cut["upto"]), spans[0][1])
+        buf.retain(spans)
     if slicer is not None:
         yield from final(slicer.finish())
     else:
