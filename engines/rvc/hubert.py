@@ -160,14 +160,42 @@ class ContentEncoder:
         with torch.inference_mode():
             if total <= window:
                 return self._encode(wav, tap, version)[:total]
+            # The first conv layer's GroupNorm normalises each channel over the whole input;
+            # use whole-input statistics in every window so only attention sees the cut.
+            stats = self._first_norm_stats(wav, window * self.stride)
             pieces: list[torch.Tensor] = []
             for lo, first, last, hi in iter_windows(total, window, context):
                 start = lo * self.stride
                 stop = (hi - 1) * self.stride + self.receptive_field
-                feats = self._encode(wav[start:stop], tap, version)
+                feats = self._encode(wav[start:stop], tap, version, stats)
                 pieces.append(feats[first - lo : last - lo])
                 self._hooks.check_cancel()
             return torch.cat(pieces, dim=0)
+
+    def _first_norm_stats(self, wav: "torch.Tensor", piece_samples: int) -> "tuple[torch.Tensor, torch.Tensor] | None":
+        """Per-channel mean/variance of the first conv layer over the whole input, streamed.
+
+        Returns None when the extractor does not use GroupNorm (layer-norm variants are per frame).
+        """
+        import torch
+
+        if self.model.config.feat_extract_norm != "group":
+            return None
+        conv = self.model.feature_extractor.conv_layers[0].conv
+        kernel, step = conv.kernel_size[0], conv.stride[0]
+        frames = (wav.numel() - kernel) // step + 1
+        per_piece = max(1, piece_samples // step)
+        total = torch.zeros(conv.out_channels, dtype=torch.float64, device=self.device)
+        total_sq = torch.zeros_like(total)
+        for f0 in range(0, frames, per_piece):
+            f1 = min(frames, f0 + per_piece)
+            seg = wav[f0 * step : (f1 - 1) * step + kernel].to(self.device, torch.float32)
+            out = conv(seg[None, None])[0].double()
+            total += out.sum(dim=1)
+            total_sq += (out * out).sum(dim=1)
+        mean = total / frames
+        var = (total_sq / frames - mean * mean).clamp_min(0.0)
+        return mean.float()[:, None], var.float()[:, None]
 
     def _tap_layer(self, version: str) -> int:
         wanted = V1_LAYER if version == "v1" else V2_LAYER
@@ -183,7 +211,9 @@ class ContentEncoder:
             self._hooks.log(msg)
         return self.num_layers
 
-    def _encode(self, wav: "torch.Tensor", tap: int, version: str) -> "torch.Tensor":
+    def _encode(
+        self, wav: "torch.Tensor", tap: int, version: str, norm_stats: "tuple[torch.Tensor, torch.Tensor] | None" = None
+    ) -> "torch.Tensor":
         """Run the network up to layer ``tap`` on one window; returns [frames, dim] float32."""
         import torch
         import torch.nn.functional as F
@@ -194,15 +224,24 @@ class ContentEncoder:
         if self.info.normalize_input:
             x = F.layer_norm(x, x.shape[-1:])
         with autocast(self.device, self.amp):
-            hidden = self._layer_output(x, tap)
+            hidden = self._layer_output(x, tap, norm_stats)
             if version == "v1":
                 hidden = self.final_proj(hidden)
         return hidden[0].float()
 
-    def _layer_output(self, x: "torch.Tensor", tap: int) -> "torch.Tensor":
-        """fairseq ``extract_features(output_layer=tap)``: no padding mask, no final norm."""
+    def _layer_output(
+        self, x: "torch.Tensor", tap: int, norm_stats: "tuple[torch.Tensor, torch.Tensor] | None" = None
+    ) -> "torch.Tensor":
+        """fairseq ``extract_features(output_layer=tap)``: no padding mask, no final norm.
+
+        ``norm_stats`` replaces the first layer's GroupNorm statistics (windowed runs).
+        """
         model = self.model
-        feats = model.feature_extractor(x).transpose(1, 2)
+        if norm_stats is None:
+            feats = model.feature_extractor(x)
+        else:
+            feats = self._features_with_stats(x, norm_stats)
+        feats = feats.transpose(1, 2)
         hidden = model.feature_projection(feats)
         if isinstance(hidden, tuple):  # transformers < 5 also returns the normed features
             hidden = hidden[0]
@@ -214,6 +253,21 @@ class ContentEncoder:
             out = layer(hidden)
             hidden = out[0] if isinstance(out, tuple) else out
         return hidden
+
+    def _features_with_stats(self, x: "torch.Tensor", stats: "tuple[torch.Tensor, torch.Tensor]") -> "torch.Tensor":
+        """The conv feature extractor with the first GroupNorm using given per-channel stats."""
+        import torch
+
+        layers = self.model.feature_extractor.conv_layers
+        first = layers[0]
+        mean, var = stats
+        norm = first.layer_norm
+        h = first.conv(x[:, None])
+        h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+        h = first.activation(h)
+        for layer in layers[1:]:
+            h = layer(h)
+        return h
 
 
 # -- loading -------------------------------------------------------------------
