@@ -306,35 +306,45 @@ def test_process_pool_gives_same_features(studio, prepared):
 
 
 @needs_espeak
-def test_v3_instruct_and_dropped_clips(studio):
+def test_v3_instruct_long_and_dropped_clips(studio):
     import pyarrow.parquet as pq
+    import soundfile as sf
 
     from engines.cosyvoice.dataprep import ENDOFPROMPT, PrepareParams, prepare_cosyvoice_data
-    from engines.cosyvoice.transcripts import drop_clip, load_transcripts, set_text
+    from engines.cosyvoice.transcripts import drop_clip, import_transcripts, load_transcripts, set_text
 
     ws = studio["ws"]
-    ds = ws.dataset_dir("alice")
-    saved = (ds / "transcripts.json").read_text()
-    try:
-        for clip_id in ("clip_001", "clip_002", "clip_003", "clip_004"):
-            drop_clip(ds, clip_id)
-        set_text(ds, "clip_005", "  Rice is often   served in round bowls .  ")
-        assert load_transcripts(ds)["clip_005"]["text"] == "Rice is often served in round bowls."
-        params = PrepareParams(model_dir=str(studio["v3"]), speaker="bob", processes=1,
-                               instruct="Speak warmly.", data_workers=1)
-        report = prepare_cosyvoice_data(ws, "alice", "bob_v3", params)
-    finally:
-        (ds / "transcripts.json").write_text(saved)
-    assert report.version == "v3"
-    assert report.skipped == {f"clip_00{i}": "dropped by the user" for i in range(1, 5)}
+    src = ws.dataset_dir("alice")
+    ds = ws.dataset_dir("bob")
+    (ds / "wavs").mkdir(parents=True)
+    for name in ("clip_001", "clip_002", "clip_005"):
+        shutil.copy(src / "clips" / f"{name}.wav", ds / "wavs" / f"{name}.wav")
+    t = np.arange(16000 * 31) / 16000  # 31 s: upstream's tokenizer cannot take it
+    sf.write(ds / "wavs" / "long.wav", (0.2 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000)
+    (ds / "list.txt").write_text("clip_001|one\nclip_002|two\nclip_005|x\nlong|a very long take\n")
+    assert import_transcripts(ds, ds / "list.txt").matched == 4
+    drop_clip(ds, "wavs_clip_001")
+    set_text(ds, "wavs_clip_005", "  Rice is often   served in round bowls .  ")
+    assert load_transcripts(ds)["wavs_clip_005"]["text"] == "Rice is often served in round bowls."
+    params = PrepareParams(model_dir=str(studio["v3"]), processes=1, instruct="Speak warmly.", data_workers=1,
+                           dev_ratio=0.3)
+    report = prepare_cosyvoice_data(ws, "bob", "bob_v3", params)
+    assert report.version == "v3" and report.speaker == "bob"
+    assert report.skipped["wavs_clip_001"] == "dropped by the user"
+    assert report.skipped["wavs_long"].startswith("longer than 30 s (31.0 s)") and len(report.skipped) == 2
     assert (report.train_utts, report.dev_utts) == (1, 1)
+    rows = []
     for split in ("train", "dev"):
         d = Path(report.out_dir) / split
         instruct = _read_kaldi(d / "instruct")
-        assert list(instruct.values()) == [f"Speak warmly.{ENDOFPROMPT}"]
-        table = pq.read_table((d / "parquet" / "data.list").read_text().split()[0])
-        assert table.schema.names[-1] == "instruct"
-        assert table.column("instruct").to_pylist() == [f"Speak warmly.{ENDOFPROMPT}"]
+        assert set(instruct.values()) == {f"Speak warmly.{ENDOFPROMPT}"}
+        for shard in (d / "parquet" / "data.list").read_text().split():
+            table = pq.read_table(shard)
+            assert table.schema.names[-1] == "instruct"
+            rows += table.to_pylist()
+    assert sorted(r["utt"] for r in rows) == ["bob_wavs_clip_002", "bob_wavs_clip_005"]
+    assert {r["instruct"] for r in rows} == {f"Speak warmly.{ENDOFPROMPT}"}
+    assert "Rice is often served in round bowls." in {r["text"] for r in rows}
 
 
 def test_missing_model_file_names_it(ws, tmp_path):

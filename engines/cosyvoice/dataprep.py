@@ -33,7 +33,7 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
 from engines.core.settings import Workspace, safe_name
-from engines.cosyvoice.onnx_models import require_model_file
+from engines.cosyvoice.onnx_models import MAX_TOKEN_SECONDS, require_model_file
 
 ENDOFPROMPT = "<|endofprompt|>"
 DEFAULT_INSTRUCT = "You are a helpful assistant."
@@ -162,6 +162,15 @@ def _safe_wav_path(path: Path, utt: str, link_dir: Path) -> str:
     return str(link)
 
 
+def _probe_duration(path: Path) -> float | None:
+    from engines.core.audio import probe_audio
+
+    try:
+        return probe_audio(path).duration
+    except VoiceLabError:
+        return None
+
+
 def collect_utterances(ws: Workspace, dataset: str, speaker: str, normalize: bool,
                        link_dir: Path, report: PrepareReport) -> list[Utterance]:
     """Clips with usable text as utterances; the rest is listed in ``report.skipped``."""
@@ -183,6 +192,14 @@ def collect_utterances(ws: Workspace, dataset: str, speaker: str, normalize: boo
         text = normalize_text(entry["text"], entry["language"] or "auto") if normalize else clean_text(entry["text"])
         if not text:
             report.skipped[clip.id] = "empty text after cleanup"
+            continue
+        duration = clip.duration if clip.duration else _probe_duration(clip.path)
+        if duration is None:
+            report.skipped[clip.id] = "audio could not be read"
+            continue
+        if duration > MAX_TOKEN_SECONDS:
+            report.skipped[clip.id] = (f"longer than {MAX_TOKEN_SECONDS:.0f} s ({duration:.1f} s): upstream's speech "
+                                       "tokenizer cannot take it; slice the dataset shorter")
             continue
         base = f"{speaker}_{safe_id(clip.id)}"
         utt, n = base, 1
