@@ -48,7 +48,7 @@ def test_hub_model_is_not_downloaded_unless_allowed(ws, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt install espeak-ng)")
 def test_transcribe_dataset_with_whisper_tiny_en(ws):
-    from engines.cosyvoice.transcripts import load_transcripts, set_text
+    from engines.cosyvoice.transcripts import drop_clip, load_transcripts, set_text
     from engines.dataset.asr import AsrParams, bundled_whisper_model, transcribe_dataset
 
     if bundled_whisper_model() is None:
@@ -61,12 +61,16 @@ def test_transcribe_dataset_with_whisper_tiny_en(ws):
                        check=True, capture_output=True)
         clips.append({"id": clip_id, "file": f"wavs/{clip_id}.wav", "duration": 0.0, "rate": 22050})
     clips.append({"id": "gone", "file": "wavs/missing.wav"})  # listed but not on disk: ignored
+    shutil.copy(ds / "wavs" / "s1.wav", ds / "wavs" / "s4.wav")
+    clips.append({"id": "s4", "file": "wavs/s4.wav"})
     (ds / "manifest.json").write_text(json.dumps({"clips": clips}))
     set_text(ds, "s3", "my own words")  # edited by the user: ASR must keep it
+    drop_clip(ds, "s4")  # dropped: not worth transcribing
 
     progress = []
     report = transcribe_dataset(ws, "speech", AsrParams(beam_size=1), Hooks(lambda f, m: progress.append(f)))
-    assert report.transcribed == 2 and report.kept_edited == 1 and not report.failed
+    assert report.transcribed == 2 and report.kept_edited == 1 and report.skipped_dropped == 1
+    assert not report.failed and not load_transcripts(ds)["s4"]["text"]
     assert progress[-1] == 1.0
     entries = load_transcripts(ds)
     assert entries["s3"]["text"] == "my own words" and entries["s3"]["edited"]

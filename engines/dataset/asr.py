@@ -52,6 +52,7 @@ class AsrReport:
     transcribed: int = 0
     skipped_existing: int = 0
     kept_edited: int = 0
+    skipped_dropped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     model: str = ""
     seconds: float = 0.0
@@ -166,7 +167,9 @@ def transcribe_dataset(ws: Workspace, dataset: str, params: AsrParams | None = N
     todo = []
     for clip in clips:
         entry = existing.get(clip.id)
-        if entry and entry["edited"]:
+        if entry and entry["dropped"]:
+            report.skipped_dropped += 1
+        elif entry and entry["edited"]:
             report.kept_edited += 1
         elif entry and entry["text"] and not params.redo:
             report.skipped_existing += 1
