@@ -408,7 +408,7 @@ def test_cli_prepare_and_transcripts(studio, prepared, capsys):
 
 
 def test_import_matches_original_source_names(tmp_path):
-    from engines.cosyvoice.transcripts import dataset_clips, import_transcripts, load_transcripts
+    from engines.cosyvoice.transcripts import dataset_clips, import_transcripts, load_transcripts, transcript_table
 
     ds = tmp_path / "ds"
     (ds / "clips").mkdir(parents=True)
@@ -426,3 +426,7 @@ def test_import_matches_original_source_names(tmp_path):
     assert rep.matched == 2 and rep.unmatched == ["long.flac"] and rep.missing == ["000002"]
     entries = load_transcripts(ds)
     assert entries["000001"]["text"] == "hello there" and entries["000003"]["text"] == "by clip id"
+    table = transcript_table(ds)
+    assert [(r.clip_id, r.text, r.edited) for r in table] == [
+        ("000001", "hello there", True), ("000002", "", False), ("000003", "by clip id", True)]
+    assert table[0].duration == 1.5 and table[0].path.endswith("clips/000001.wav")

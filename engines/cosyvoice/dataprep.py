@@ -444,6 +444,8 @@ def prepare_cosyvoice_data(ws: Workspace, dataset: str, out_name: str, params: P
     if len(utts) == 1:
         report.notes.append("only one utterance: it is used for both train and dev")
     instruct = instruct_line(params.instruct) if version == "v3" else None
+    if version != "v3" and params.instruct.strip() not in ("", DEFAULT_INSTRUCT):
+        report.notes.append(f"instruct text ignored: only CosyVoice3 data carries it (this is {version})")
     split_utts = {"train": train, "dev": dev}
     for split, items in split_utts.items():
         write_kaldi_dir(out_dir / split, items, instruct)

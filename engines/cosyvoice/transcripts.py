@@ -233,6 +233,31 @@ def drop_clip(dataset_dir: str | os.PathLike, clip_id: str, dropped: bool = True
     return update_transcripts(dataset_dir, change)
 
 
+@dataclass
+class TranscriptRow:
+    """One line of the transcript editor: a clip and its current text."""
+
+    clip_id: str
+    path: str
+    duration: float | None
+    text: str
+    language: str
+    edited: bool
+    dropped: bool
+    source: str
+
+
+def transcript_table(dataset_dir: str | os.PathLike) -> list[TranscriptRow]:
+    """Every clip of the dataset with its transcript (empty text when none yet), in clip order."""
+    entries = load_transcripts(dataset_dir)
+    rows = []
+    for clip in dataset_clips(dataset_dir):
+        e = entries.get(clip.id) or _entry()
+        rows.append(TranscriptRow(clip.id, str(clip.path), clip.duration, e["text"], e["language"],
+                                  e["edited"], e["dropped"], e["source"]))
+    return rows
+
+
 def merge_transcriptions(dataset_dir: str | os.PathLike, results: dict[str, tuple[str, str]],
                          source: str = "asr") -> int:
     """Store machine transcriptions {clip: (text, language)} except where the user edited; returns count stored."""
