@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
+from engines.core.errors import Cancelled, InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 
 UPSTREAM_URL = "https://github.com/FunAudioLLM/CosyVoice.git"
@@ -184,7 +184,14 @@ def vendor_sync(repo_url: str = UPSTREAM_URL, dest: str | os.PathLike | None = N
     try:
         if not _has_commit(work, commit):
             hooks.progress(0.4, f"Fetching commit {commit}")
-            git("-C", str(work), "fetch", "origin", commit)
+            try:
+                git("-C", str(work), "fetch", "origin", commit)
+            except Cancelled:
+                raise
+            except VoiceLabError as exc:
+                raise VoiceLabError(f"Commit {commit} is not in the CosyVoice repository {repo_url}.",
+                                    "Check --commit (a full or short hash), or omit it to use the pinned commit."
+                                    ) from exc
         full = _resolve_commit(work, commit)
         hooks.progress(0.5, f"Checking out {full[:12]}")
         git("-C", str(work), "checkout", "--force", "--detach", full)
