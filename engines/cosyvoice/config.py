@@ -79,8 +79,16 @@ def _format_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, float):
+        # "1.0e-05", not "1e-05": a float for YAML 1.1 readers (PyYAML) as well as 1.2 (ruamel).
         text = repr(value)
-        return text if ("e" in text or "." in text) else text + ".0"
+        if "e" in text:
+            mantissa, exp = text.split("e")
+            if "." not in mantissa:
+                mantissa += ".0"
+            if exp[0] not in "+-":
+                exp = "+" + exp
+            return f"{mantissa}e{exp}"
+        return text if "." in text else text + ".0"
     return str(value)
 
 
