@@ -25,7 +25,9 @@ from engines.core.hooks import Hooks
 from engines.core.settings import Settings, Workspace
 from engines.cosyvoice import config as cfg
 from engines.cosyvoice.logparse import LogParser, metric_record
-from engines.cosyvoice.train import (CosyTrainParams, absolute_data_list, list_checkpoints, read_metrics,
+from engines.cosyvoice.train import (CosyTrainParams, absolute_data_list, build_train_command,
+                                     convert_deepspeed_checkpoints,
+                                     list_checkpoints, read_metrics,
                                      remove_incomplete_checkpoints, select_start_checkpoint, train_cosyvoice)
 
 BASE_YAML = textwrap.dedent("""\
@@ -320,6 +322,42 @@ def test_resume_selection_and_incomplete_cleanup(tmp_path: Path) -> None:
     removed = remove_incomplete_checkpoints(out, since=time.time() - 60)
     assert [p.name for p in removed] == ["epoch_11_whole.pt"]
     assert len(list(out.glob("*.pt"))) == 4
+
+
+def test_train_command_torchrun_cuda_amp_and_single_process(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "cosyvoice.yaml").write_text("x: 1\n")  # v1: no Qwen dir argument
+    common = dict(model="flow", script=Path("/co/cosyvoice/bin/train.py"), config=Path("/c.yaml"),
+                  train_list=Path("/t.list"), cv_list=Path("/v.list"), out_dir=Path("/o"),
+                  tensorboard_dir=Path("/tb"), checkpoint=None)
+    gpu = build_train_command(_params(base, tmp_path / "d.list"), nproc=2, cuda=True, **common)
+    i = gpu.index("torch.distributed.run")
+    assert gpu[i + 1:i + 5] == ["--nnodes", "1", "--nproc_per_node", "2"]
+    assert gpu[gpu.index("-m", i) + 1] == "engines.cosyvoice.train_launcher"
+    for flag in ("--use_amp", "--pin_memory", "nccl", "--onnx_path", "--timeout"):
+        assert flag in gpu
+    assert "--qwen_pretrain_path" not in gpu and "--checkpoint" not in gpu
+    cpu = build_train_command(_params(base, tmp_path / "d.list", use_amp=True), nproc=1, cuda=False, **common)
+    assert "torch.distributed.run" not in cpu and "--use_amp" not in cpu and "gloo" in cpu
+    assert cpu[cpu.index("--num_workers") + 1] == "1" and cpu[cpu.index("--prefetch") + 1] == "2"
+
+
+def test_deepspeed_checkpoint_folders_become_pt_files(tmp_path: Path) -> None:
+    import torch
+
+    folder = tmp_path / "epoch_2_whole"
+    folder.mkdir()
+    torch.save({"module": {"w": torch.ones(2)}, "optimizer": None}, folder / "mp_rank_00_model_states.pt")
+    (tmp_path / "epoch_2_whole.yaml").write_text("epoch: 2\nstep: 30\n")
+    torn = tmp_path / "epoch_3_whole"  # save interrupted: no yaml yet
+    torn.mkdir()
+    torch.save({"module": {"w": torch.ones(2)}}, torn / "mp_rank_00_model_states.pt")
+    assert convert_deepspeed_checkpoints(tmp_path) == [tmp_path / "epoch_2_whole.pt"]
+    sd = torch.load(tmp_path / "epoch_2_whole.pt", weights_only=True)
+    assert sd["epoch"] == 2 and sd["step"] == 30 and torch.equal(sd["w"], torch.ones(2))
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch_2_whole.pt"]
+    assert convert_deepspeed_checkpoints(tmp_path) == []
 
 
 def test_data_list_made_absolute_and_checked(tmp_path: Path) -> None:

@@ -170,6 +170,38 @@ def remove_incomplete_checkpoints(model_out_dir: str | os.PathLike, since: float
     return removed
 
 
+def convert_deepspeed_checkpoints(model_out_dir: str | os.PathLike) -> list[Path]:
+    """Turn deepspeed checkpoint folders into upstream-style ``.pt`` files.
+
+    With ``--train_engine deepspeed`` upstream saves ``epoch_N_whole/`` folders
+    (``mp_rank_00_model_states.pt`` holding the weights under ``module``) next
+    to ``epoch_N_whole.yaml``; resume, averaging and assembly expect
+    ``{**state_dict, 'epoch', 'step'}`` files, which this writes (atomically).
+    """
+    import torch
+
+    from engines.core.atomic import torch_save
+
+    written = []
+    d = Path(model_out_dir)
+    for folder in sorted(d.glob("epoch_*")):
+        states = folder / "mp_rank_00_model_states.pt"
+        target = folder.with_suffix(".pt") if folder.suffix == "" else None
+        if not folder.is_dir() or not states.is_file() or target is None or target.exists():
+            continue
+        info_path = folder.with_suffix(".yaml")
+        if not info_path.is_file():
+            continue
+        info = load_yaml_file(info_path) or {}
+        raw = torch.load(states, map_location="cpu", weights_only=False)
+        module = raw.get("module", raw) if isinstance(raw, dict) else None
+        if not isinstance(module, dict):
+            continue
+        torch_save({**module, "epoch": int(info.get("epoch", 0)), "step": int(info.get("step", 0))}, target)
+        written.append(target)
+    return written
+
+
 def absolute_data_list(src: str | os.PathLike, dst: Path) -> Path:
     """Copy a data.list with every entry made absolute (and checked to exist).
 
@@ -326,6 +358,8 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
         out_dir = exp / model
         out_dir.mkdir(parents=True, exist_ok=True)
         stage = hooks.scaled(i / len(models), (i + 1) / len(models))
+        if params.train_engine == "deepspeed":
+            convert_deepspeed_checkpoints(out_dir)
         checkpoint, origin = select_start_checkpoint(out_dir, params.model_dir, model, params.resume)
         if origin == "resume" and checkpoint is not None:
             done_epoch = checkpoint_epoch(checkpoint)
@@ -368,10 +402,15 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
             except (Cancelled, VoiceLabError, KeyboardInterrupt):
                 for p in remove_incomplete_checkpoints(out_dir, started):
                     hooks.log(f"removed unfinished checkpoint file {p.name}")
+                if params.train_engine == "deepspeed":
+                    convert_deepspeed_checkpoints(out_dir)
                 raise
         removed = remove_incomplete_checkpoints(out_dir, started)
         for p in removed:
             hooks.log(f"removed unfinished checkpoint file {p.name}")
+        if params.train_engine == "deepspeed":
+            for p in convert_deepspeed_checkpoints(out_dir):
+                hooks.log(f"converted deepspeed checkpoint to {p.name}")
         result.checkpoints[model] = list_checkpoints(out_dir)
         result.latest[model] = result.checkpoints[model][-1] if result.checkpoints[model] else None
         stage.progress(1.0, f"{model} done")
