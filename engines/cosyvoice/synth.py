@@ -221,9 +221,21 @@ def _cache_key(model_dir: Path) -> tuple:
 
 
 def clear_cache() -> None:
-    """Drop the loaded model (frees its memory)."""
+    """Drop the loaded model (frees its memory, GPU memory included)."""
     with _LOCK:
+        had = bool(_CACHE)
         _CACHE.clear()
+    if had:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _import_automodel(checkout: Path) -> Any:
@@ -274,7 +286,9 @@ def load_model(model_dir: str | os.PathLike, checkout: str | os.PathLike | None 
         cached = _CACHE.get("model")
         if cached is not None and cached.key == key:
             return cached
-        _CACHE.clear()
+        if _CACHE:
+            _CACHE.clear()
+            _release_memory()
         AutoModel = _import_automodel(co)
         hooks.progress(0.0, f"Loading {d.name} ({version})")
         t0 = time.time()
