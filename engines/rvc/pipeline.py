@@ -107,6 +107,8 @@ class VCOptions:
     rmvpe_path: str | None = None
     windowing: Windowing = field(default_factory=Windowing)
     stream_above_seconds: float = 150.0  # longer inputs take the bounded-memory path
+    decode_chunk_frames: int = 500  # waveform decoder chunk (10 ms frames); 0 = whole segment at once
+    decode_context_frames: int = 24  # real neighbours each side of a decoder chunk (receptive field ~16)
     block_seconds: float = 120.0  # audio per f0 block on that path
 
 
@@ -372,11 +374,62 @@ def _vc_segment(models: Models, audio: np.ndarray, pitch: Any, pitchf: Any, opts
     lengths = torch.tensor([p_len], device=device).long()
     sid = torch.tensor([opts.speaker_id], device=device).long()
     with times("synth"), autocast(device, amp_dtype(device)):
+        if opts.decode_chunk_frames and _can_chunk(vm.net):
+            return synthesize_chunked(vm.net, feats, lengths, pitch if vm.f0 else None, pitchf if vm.f0 else None,
+                                      sid, opts.decode_chunk_frames, opts.decode_context_frames)
         if vm.f0:
             out = vm.net.infer(feats, lengths, pitch, pitchf, sid)[0]
         else:
             out = vm.net.infer(feats, lengths, sid)[0]
     return out[0, 0].float().cpu().numpy()
+
+
+def _can_chunk(net: Any) -> bool:
+    dec = getattr(net, "dec", None)
+    return all(hasattr(net, a) for a in ("enc_p", "flow", "emb_g")) and hasattr(dec, "_body") and hasattr(dec, "upp")
+
+
+def synthesize_chunked(net: Any, phone: Any, lengths: Any, pitch: Any, pitchf: Any, sid: Any,
+                       chunk_frames: int, context_frames: int) -> np.ndarray:
+    """``net.infer(...)[0][0, 0]`` with the waveform decoder run over overlapping chunks of frames.
+
+    The prior, the flow and the NSF excitation (the only parts with long-range
+    context: attention, coupling layers and the running sine phase) are
+    computed over the whole segment exactly as ``infer`` does, drawing the
+    noise in the same order. Only the HiFi-GAN body, a pure convolution stack
+    whose receptive field is ~16 frames, runs chunk by chunk with
+    ``context_frames`` of real neighbours on both sides, so the waveform equals
+    the one-pass result (to float rounding) while the decoder's activations
+    (~80 MB per second of 48 kHz audio) are bounded by the chunk size.
+    """
+    import torch
+
+    from engines.rvc import noise
+
+    g = net.emb_g(sid).unsqueeze(-1)
+    m_p, logs_p, x_mask = net.enc_p(phone, pitch, lengths)
+    if noise.noise_is_zero():
+        z_p = m_p * x_mask
+    else:
+        z_p = (m_p + torch.exp(logs_p) * noise.randn_like(m_p) * PRIOR_NOISE) * x_mask
+    z = net.flow(z_p, x_mask, g=g, reverse=True)
+    zm = z * x_mask
+    del m_p, logs_p, z_p, z
+    dec = net.dec
+    upp = int(dec.upp)
+    source = dec.m_source(pitchf, upp) if pitchf is not None else None
+    total = zm.shape[-1]
+    if total <= chunk_frames + 2 * context_frames:
+        return dec._body(zm, g, source)[0, 0].float().cpu().numpy()
+    out = np.empty(total * upp, dtype=np.float32)
+    for a in range(0, total, chunk_frames):
+        b = min(total, a + chunk_frames)
+        lo, hi = max(0, a - context_frames), min(total, b + context_frames)
+        src = source[:, :, lo * upp : hi * upp] if source is not None else None
+        wave = dec._body(zm[:, :, lo:hi], g, src)
+        out[a * upp : b * upp] = wave[0, 0, (a - lo) * upp : (b - lo) * upp].float().cpu().numpy()
+        del wave
+    return out
 
 
 def _pitch_for(models: Models, padded: np.ndarray, opts: VCOptions, times: StageTimes, hooks: Hooks) -> np.ndarray:
