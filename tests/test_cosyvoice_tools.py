@@ -21,7 +21,7 @@ from engines.core.hooks import Hooks
 from engines.core.settings import Settings, Workspace
 from engines.cosyvoice import doctor as doctor_mod
 from engines.cosyvoice import synth
-from engines.cosyvoice.assemble import assemble_model_dir, load_speaker_embedding
+from engines.cosyvoice.assemble import assemble_from_experiment, assemble_model_dir, list_models, load_speaker_embedding
 from engines.cosyvoice.average import average_checkpoints, select_checkpoints
 from engines.cosyvoice.upstream import detect_version, missing_model_files, vendor_sync
 
@@ -453,6 +453,37 @@ def test_cli_average_assemble_and_speakers(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["--workspace", str(ws_root), "cosyvoice", "synth", "--model", "alice", "--list-speakers"]) == 0
     assert capsys.readouterr().out.split() == ["alice"]
+    # --exp without a prior `average`: averaged on the fly (best 1 = epoch 1)
+    import shutil
+
+    shutil.rmtree(avg.parent)
+    assert main(["--workspace", str(ws_root), "cosyvoice", "assemble", "--name", "alice2", "--base", str(base),
+                 "--speaker", "alice", "--exp", "e1", "--mode", "best", "--num", "1", "--embedding",
+                 str(data / "spk2embedding.pt"), "--embedding-key", "spk1", "--quiet"]) == 0
+    model2 = ws_root / "cosyvoice" / "models" / "alice2"
+    assert torch.equal(torch.load(model2 / "llm.pt", weights_only=True)["w"], torch.full((2, 3), 2.0))
+    assert torch.equal(torch.load(model2 / "spk2info.pt")["alice"]["embedding"], torch.full((1, 192), 0.5))
+    capsys.readouterr()
     assert main(["--workspace", str(ws_root), "cosyvoice", "doctor", "--json"]) == 1
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] is False and rep["checkout"]["present"] is False
+
+
+def test_assemble_from_experiment_averages_then_builds(tmp_path: Path) -> None:
+    import torch
+
+    ws = Workspace(root=tmp_path / "ws", settings=Settings())
+    ws.ensure()
+    base = _make_model_dir(tmp_path / "base", "v2")
+    exp = ws.cosyvoice / "train" / "e2"
+    for model, lin in (("llm", torch.nn.Linear(2, 2)), ("flow", torch.nn.Linear(3, 3))):
+        (exp / model).mkdir(parents=True)
+        for e in range(3):
+            with torch.no_grad():
+                lin.weight.fill_(float(e))
+            torch.save({**lin.state_dict(), "epoch": e, "step": e}, exp / model / f"epoch_{e}_whole.pt")
+    res = assemble_from_experiment(ws, "e2", base, "bob", "bob", [0.2] * 192, mode="last", num=2)
+    assert res.model_dir == ws.cosyvoice / "models" / "bob" and list_models(ws) == [res.model_dir]
+    assert torch.equal(torch.load(res.model_dir / "llm.pt")["weight"], torch.full((2, 2), 1.5))
+    assert torch.equal(torch.load(res.model_dir / "flow.pt")["weight"], torch.full((3, 3), 1.5))
+    assert not (res.model_dir / "flow.pt").is_symlink() and (exp / "averaged" / "flow.pt").is_file()

@@ -190,3 +190,38 @@ def merge_speakers(model_dir: str | os.PathLike, speakers: Sequence[tuple[str, A
         info[str(name)] = speaker_entry(load_speaker_embedding(emb, name))
     torch_save(info, path)
     return list(info.keys())
+
+
+def list_models(ws: Any) -> list[Path]:
+    """Assembled model dirs under ``<workspace>/cosyvoice/models`` (those with a cosyvoice*.yaml)."""
+    root = default_models_dir(ws)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and upstream.detect_version(p) is not None)
+
+
+def assemble_from_experiment(ws: Any, exp_name: str, base_model_dir: str | os.PathLike, name: str, spk_name: str,
+                             spk_embedding: Any, mode: str = "last", num: int = 5, link: bool = True,
+                             overwrite: bool = False, hooks: Hooks | None = None) -> AssembleResult:
+    """Average each trained model of an experiment (llm, and flow when trained), then assemble.
+
+    The averages go to ``<exp>/averaged/{llm,flow}.pt``; the model dir to
+    ``<workspace>/cosyvoice/models/<name>``.
+    """
+    from engines.core.settings import safe_name
+    from engines.cosyvoice.average import average_checkpoints, epoch_checkpoints
+    from engines.cosyvoice.train import experiment_dir
+
+    hooks = ensure_hooks(hooks)
+    exp = experiment_dir(ws, exp_name)
+    averaged: dict[str, Path] = {}
+    models = [m for m in ("llm", "flow") if epoch_checkpoints(exp / m)]
+    if "llm" not in models:
+        raise InvalidInputError(f"Experiment '{exp_name}' has no finished llm epochs.", "Train the llm first.")
+    for i, model in enumerate(models):
+        stage = hooks.scaled(0.5 * i / len(models), 0.5 * (i + 1) / len(models))
+        averaged[model] = average_checkpoints(exp / model, exp / "averaged" / f"{model}.pt", mode, num, stage).out_path
+    return assemble_model_dir(base_model_dir, default_models_dir(ws) / safe_name(name), averaged["llm"],
+                              averaged.get("flow"), spk_name=spk_name, spk_embedding=spk_embedding, link=link,
+                              overwrite=overwrite, hooks=hooks.scaled(0.5, 1.0))

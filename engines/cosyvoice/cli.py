@@ -82,7 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     asm.add_argument("--name", required=True, help="New model name (runtime/cosyvoice/models/<name>)")
     asm.add_argument("--base", required=True, help="Base model dir that was fine-tuned")
     asm.add_argument("--speaker", required=True, help="Speaker id to register in spk2info.pt")
-    asm.add_argument("--exp", default=None, help="Take llm/flow from <exp>/averaged/ (see `average`)")
+    asm.add_argument("--exp", default=None, help="Take llm/flow from <exp>/averaged/ (see `average`); "
+                                                 "averaged now (--mode/--num) when not there yet")
+    asm.add_argument("--mode", default="last", choices=("last", "best"), help="With --exp: which epochs to average")
+    asm.add_argument("--num", type=int, default=5, help="With --exp: how many epochs to average")
     asm.add_argument("--llm", default=None, help="Fine-tuned llm checkpoint (averaged or epoch_N_whole.pt)")
     asm.add_argument("--flow", default=None, help="Fine-tuned flow checkpoint (default: the base flow.pt)")
     asm.add_argument("--embedding", default=None, help="spk2embedding.pt holding the speaker's embedding")
@@ -178,25 +181,34 @@ def average_command(args: argparse.Namespace, ws: Any) -> int:
 
 def assemble_command(args: argparse.Namespace, ws: Any) -> int:
     from engines.core.settings import safe_name
-    from engines.cosyvoice.assemble import assemble_model_dir, default_models_dir
+    from engines.cosyvoice.assemble import assemble_model_dir, default_models_dir, load_speaker_embedding
     from engines.cosyvoice.train import experiment_dir
 
+    embedding = args.embedding
+    if embedding is None and args.data:
+        embedding = str(Path(ws.cosyvoice) / "data" / safe_name(args.data) / "train" / "spk2embedding.pt")
+    if embedding is None:
+        raise InvalidInputError("No speaker embedding given.", "Pass --embedding spk2embedding.pt or --data NAME.")
+    embedding = load_speaker_embedding(embedding, args.embedding_key or args.speaker)
     llm, flow = args.llm, args.flow
+    averaged = experiment_dir(ws, args.exp) / "averaged" if args.exp else None
+    if averaged is not None and not llm and not (averaged / "llm.pt").is_file():
+        from engines.cosyvoice.assemble import assemble_from_experiment
+
+        res = assemble_from_experiment(ws, args.exp, args.base, args.name, args.speaker, embedding, args.mode,
+                                       args.num, link=not args.copy, overwrite=args.overwrite,
+                                       hooks=_hooks(args.quiet))
+        print(f"model dir: {res.model_dir}\nspeakers: {', '.join(res.speakers)}")
+        return 0
     if args.exp:
         avg = experiment_dir(ws, args.exp) / "averaged"
         llm = llm or (str(avg / "llm.pt") if (avg / "llm.pt").is_file() else None)
         flow = flow or (str(avg / "flow.pt") if (avg / "flow.pt").is_file() else None)
     if not llm:
         raise InvalidInputError("No fine-tuned llm given.", "Pass --llm PATH, or --exp NAME after `average`.")
-    embedding = args.embedding
-    if embedding is None and args.data:
-        embedding = str(Path(ws.cosyvoice) / "data" / safe_name(args.data) / "train" / "spk2embedding.pt")
-    if embedding is None:
-        raise InvalidInputError("No speaker embedding given.", "Pass --embedding spk2embedding.pt or --data NAME.")
     out = default_models_dir(ws) / safe_name(args.name)
     res = assemble_model_dir(args.base, out, llm, flow, spk_name=args.speaker, spk_embedding=embedding,
-                             link=not args.copy, overwrite=args.overwrite, embedding_key=args.embedding_key,
-                             hooks=_hooks(args.quiet))
+                             link=not args.copy, overwrite=args.overwrite, hooks=_hooks(args.quiet))
     print(f"model dir: {res.model_dir}\nspeakers: {', '.join(res.speakers)}")
     return 0
 
