@@ -228,14 +228,18 @@ def _f0_pm(audio: np.ndarray, n: int, f0_min: float, f0_max: float, **_: Any) ->
     """Praat autocorrelation pitch, upstream's settings; zero-padded symmetrically to n frames."""
     import parselmouth
 
+    if len(audio) < 3.0 / f0_min * SAMPLE_RATE:
+        # Shorter than Praat's analysis window (3 periods of f0_min): nothing can be voiced.
+        return np.zeros(n, dtype=np.float32)
     try:
         pitch = parselmouth.Sound(audio.astype(np.float64), SAMPLE_RATE).to_pitch_ac(
             time_step=HOP / SAMPLE_RATE, voicing_threshold=0.6, pitch_floor=f0_min, pitch_ceiling=f0_max
         )
-        f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
-    except parselmouth.PraatError:
-        # Shorter than Praat's analysis window (3 periods of f0_min): nothing voiced.
-        return np.zeros(n, dtype=np.float32)
+    except parselmouth.PraatError as exc:
+        raise InvalidInputError(
+            f"Praat could not analyse the pitch: {str(exc).splitlines()[0]}", "Check f0_min / f0_max."
+        ) from None
+    f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
     missing = n - len(f0)
     if missing > 0:
         left = (missing + 1) // 2
@@ -335,7 +339,10 @@ def _f0_swift(audio: np.ndarray, n: int, f0_min: float, f0_max: float, **_: Any)
     detector = _cached("swift", "swift_f0/model.onnx", "cpu", lambda: swift_f0.SwiftF0())
     lo = max(f0_min, swift_f0.FMIN)
     hi = min(f0_max, swift_f0.FMAX)
-    result = detector.detect(audio.astype(np.float32), SAMPLE_RATE, fmin=lo, fmax=hi)
+    try:
+        result = detector.detect(audio.astype(np.float32), SAMPLE_RATE, fmin=lo, fmax=hi)
+    except ValueError as exc:  # a pitch band outside the model's 46.9..2093.8 Hz range
+        raise InvalidInputError(f"SwiftF0 cannot use this pitch range: {exc}.", "Widen f0_min..f0_max.") from None
     voiced = result.confidence >= SWIFT_CONFIDENCE_THRESHOLD
     return resample_track(result.pitch_hz, voiced, SWIFT_HOP, n)
 
