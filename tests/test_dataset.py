@@ -284,9 +284,12 @@ def test_import_adds_never_replaces(ws, tmp_path) -> None:
         assert Path(c["path"]).read_bytes() == before[c["id"]]  # untouched
 
     delete_clip(ws, "grow", "000003")
+    clips_dir = ws.dataset_dir("grow") / "clips"
+    (clips_dir / "000099.wav").write_bytes(b"left by a killed import")
+    (clips_dir / ".000100.part.wav").write_bytes(b"half written")
     c = tmp_path / "c.wav"
     sf.write(str(c), _tone(16000, 2.0, 550.0), 16000)
-    create_or_import_dataset(ws, "grow", [c])
+    assert create_or_import_dataset(ws, "grow", [c]).removed_orphans == 2
     assert [x["id"] for x in list_clips(ws, "grow")[0]] == ["000001", "000002", "000004"]  # ids never reused
     with pytest.raises(InvalidInputError):
         delete_clip(ws, "grow", "000003")
