@@ -328,3 +328,45 @@ def test_chunked_decoder_equals_one_pass(name):
             got = pl.synthesize_chunked(net, phone, lengths, pitch if f0 else None, pitchf if f0 else None, sid, 40, 16)
     assert got.shape == ref.shape
     assert np.max(np.abs(got - ref)) < 1e-5
+
+
+def test_batch_continues_past_a_corrupt_file(ws, monkeypatch, tmp_path):
+    from engines.rvc import convert
+
+    monkeypatch.setattr(convert, "load_models", lambda *a, **k: fake_models(40000, f0=False))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", _tone(1.2), 16000)
+    (folder / "b.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage")
+    sf.write(folder / "c.flac", _tone(0.7, sr=22050), 22050)
+    params = convert.ConvertParams(transpose=3, f0_method="pm", index_rate=0.5, output_format="flac")
+    report = convert.convert_files(ws, tmp_path / "voice.pth", [folder], params)
+    assert [Path(f.input).name for f in report.files] == ["a.wav", "b.wav", "c.flac"]
+    assert [f.ok for f in report.files] == [True, False, True]
+    bad = report.files[1]
+    assert bad.error and bad.output is None
+    good = report.files[0]
+    out = Path(good.output)
+    assert out.parent == ws.outputs and out.suffix == ".flac"
+    assert out.name == "a__voice__pm_k+3_ir0.5_pr0.33_rms0.25.flac"
+    audio, sr = sf.read(out)
+    assert sr == 40000 and len(audio) == round(1.2 * 16000) * 40000 // 16000
+    side = json.loads(Path(good.sidecar).read_text())
+    assert side["params"]["transpose"] == 3 and side["input"].endswith("a.wav") and "hubert" in side["times"]
+    c_audio, _ = sf.read(report.files[2].output)
+    n_src = sf.info(folder / "c.flac").frames
+    assert len(c_audio) == round(n_src * 40000 / 22050)  # exact to the source's own duration
+    assert report.summary().startswith("2/3 converted")
+
+
+def test_params_validation():
+    from engines.core.errors import InvalidInputError
+    from engines.rvc.convert import ConvertParams
+
+    with pytest.raises(InvalidInputError):
+        ConvertParams(transpose=25).check()
+    with pytest.raises(InvalidInputError):
+        ConvertParams(resample_sr=8000).check()
+    with pytest.raises(InvalidInputError):
+        ConvertParams(protect=0.6).check()
+    assert ConvertParams(resample_sr=44100).check().name_tag().endswith("44100Hz")

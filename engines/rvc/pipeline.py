@@ -611,17 +611,25 @@ def convert_file(models: Models, in_path: str | Path, out_path: str | Path, fmt:
     info = probe_audio(in_path)
     duration = float(info.duration or 0.0)
     if duration and duration > opts.stream_above_seconds:
-        result = _convert_file_streamed(models, Path(in_path), Path(out_path), fmt, opts, hooks, times)
+        result = _convert_file_streamed(models, Path(in_path), Path(out_path), fmt, opts, hooks, times,
+                                        _exact_source_frames(info), info.sample_rate)
     else:
         with times("decode"):
             audio, _ = load_audio(in_path, SR16)
         out, sr = convert_array(models, audio, opts, hooks, times)
+        if opts.exact_length and (n_src := _exact_source_frames(info)):
+            out = _fix_length(out, round(n_src * sr / info.sample_rate))  # the source's duration, not 16 kHz's
         with times("write"):
             write_audio(out_path, out, sr, fmt)
         result = FileResult(Path(out_path), sr, audio.shape[0] / SR16, int(out.shape[0]), False, times)
     times["total"] = time.perf_counter() - t0
     result.times = dict(times)
     return result
+
+
+def _exact_source_frames(info: Any) -> int:
+    """The source's exact frame count when the container states it (soundfile formats), else 0."""
+    return int(info.frames) if getattr(info, "backend", "") == "soundfile" and info.frames and info.sample_rate else 0
 
 
 def _codec_rate(fmt: str, sr: int) -> int:
@@ -672,7 +680,7 @@ def open_writer(path: Path, sr: int, fmt: str) -> Iterator[Callable[[np.ndarray]
 
 
 def _convert_file_streamed(models: Models, in_path: Path, out_path: Path, fmt: str, opts: VCOptions,
-                           hooks: Hooks, times: StageTimes) -> FileResult:
+                           hooks: Hooks, times: StageTimes, src_frames: int = 0, src_rate: int = 0) -> FileResult:
     from engines.core.audio import iter_audio
 
     tgt = int(models.voice.sample_rate)
@@ -715,7 +723,7 @@ def _convert_file_streamed(models: Models, in_path: Path, out_path: Path, fmt: s
             env_out = rms_envelope(converted, tgt) if opts.rms_mix_rate != 1 else None
             out_sr = opts.resample_sr if opts.resample_sr and opts.resample_sr >= SR16 else tgt
             out_sr = _codec_rate(fmt, out_sr)
-            want = round(n * out_sr / SR16)
+            want = round(src_frames * out_sr / src_rate) if src_frames and opts.exact_length else round(n * out_sr / SR16)
             staged = raw("staged.f32", np.float32)
             stream = None
             if out_sr != tgt:
