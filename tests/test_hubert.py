@@ -112,6 +112,13 @@ def test_transformers_dir_without_final_proj_only_does_v2(tmp_path):
         enc.extract(audio, "v1")
 
 
+def test_conv_front_end_in_pieces_is_exact(golden_encoder, monkeypatch):
+    audio = np.load(GOLDEN / "input.npy")
+    monkeypatch.setattr(golden_encoder, "conv_piece_frames", 7)  # 149 frames -> 22 pieces
+    feats = golden_encoder.extract(audio, "v2")
+    np.testing.assert_allclose(feats.numpy(), np.load(GOLDEN / "feats_v2.npy"), atol=1e-4, rtol=0)
+
+
 def test_windowed_extraction_matches_one_shot(golden_encoder):
     t = np.arange(16000 * 6) / 16000
     rng = np.random.default_rng(3)
