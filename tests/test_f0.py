@@ -240,3 +240,35 @@ def test_import_does_not_pull_torch():
     code = "import sys, engines.rvc.f0 as f; f.available_f0_methods(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ our networks vs the shipped files
+
+
+def test_crepe_net_has_the_shipped_state_dict_keys():
+    needs("crepe-tiny")
+    import torch
+
+    from engines.rvc.crepe import CrepeNet, crepe_weights_path
+
+    shipped = torch.load(crepe_weights_path("tiny"), map_location="cpu", weights_only=True)
+    net = CrepeNet("tiny")
+    assert set(net.state_dict()) == set(shipped)
+    net.load_state_dict(shipped, strict=True)  # (out, in, k, 1) kernels accepted
+
+
+def test_fcpe_long_input_chunks_match_one_pass(monkeypatch):
+    needs("fcpe")
+    from engines.rvc import fcpe
+
+    model = fcpe.load_fcpe()
+    t = np.arange(int(1.2 * SR)) / SR
+    audio = harmonic_tone(150.0 * 2.0 ** (t / 1.2)) * (np.sin(2 * np.pi * 2.5 * t) > -0.3)
+    whole = model.predict(audio)
+    monkeypatch.setattr(fcpe, "CHUNK_FRAMES", 40)
+    monkeypatch.setattr(fcpe, "CHUNK_CONTEXT", 100)
+    pieces = model.predict(audio)
+    assert pieces.shape == whole.shape
+    assert np.mean((pieces > 0) == (whole > 0)) >= 0.98
+    both = (pieces > 0) & (whole > 0)
+    assert cents(pieces[both], whole[both]).max() < 10

@@ -116,10 +116,14 @@ class CrepeNet(nn.Module):
 
 
 def frame_audio(audio: torch.Tensor, hop: int = 160) -> torch.Tensor:
-    """1-D audio -> [len // hop + 1, 1024] centred, normalised frames."""
+    """1-D audio -> [len // hop + 1, 1024] centred frames (a strided view, no copy)."""
     padded = F.pad(audio[None, None, :], (WINDOW // 2, WINDOW // 2))[0, 0]
     n_frames = audio.shape[0] // hop + 1
-    frames = padded.unfold(0, WINDOW, hop)[:n_frames]
+    return padded.unfold(0, WINDOW, hop)[:n_frames]
+
+
+def normalise_frames(frames: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit (unbiased) standard deviation per frame, as CREPE was trained."""
     frames = frames - frames.mean(dim=1, keepdim=True)
     # Silent frames blow up to large values here; the network was trained that way.
     return frames / frames.std(dim=1, keepdim=True).clamp_min(1e-10)
@@ -211,7 +215,7 @@ class CrepePitch:
         n = frames.shape[0]
         for start in range(0, n, batch_size):
             hooks.check_cancel()
-            chunk = frames[start : start + batch_size].to(self.device)
+            chunk = normalise_frames(frames[start : start + batch_size].to(self.device))
             out.append(self.net(chunk).float().cpu())
             hooks.progress(min(1.0, (start + batch_size) / n), "CREPE")
         return torch.cat(out).numpy().astype(np.float64)
