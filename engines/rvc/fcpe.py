@@ -171,7 +171,7 @@ class FcpeNet(nn.Module):
         return torch.sigmoid(self.head(self.norm(x)))
 
 
-def convert_checkpoint_state(state: Mapping[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+def convert_checkpoint_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename torchfcpe's keys to ours and fold the head's weight norm (g * v / |v|)."""
     out: dict[str, torch.Tensor] = {}
     parts = {"net.0": "norm", "net.2": "expand", "net.4.conv": "depthwise", "net.6": "project"}
@@ -249,7 +249,7 @@ def load_fcpe(path: str | Path | None = None, device: Any = "cpu") -> FcpePitch:
         raise InvalidModelError(f"{weights} is not an FCPE checkpoint.", "Use fcpe_c_v001.pt from torchfcpe.")
     cfg = FcpeConfig.from_checkpoint(ckpt["config_dict"])
     net = FcpeNet(cfg)
-    net.load_state_dict(convert_checkpoint_state(ckpt["model"], cfg.n_layers), strict=True)
+    net.load_state_dict(convert_checkpoint_state(ckpt["model"]), strict=True)
     device = torch.device(device)
     net.eval().to(device)
     return FcpePitch(net, device)
