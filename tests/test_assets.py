@@ -429,3 +429,42 @@ def test_cli_check_json_and_import(world, tmp_path, capsys, monkeypatch):
     assert out["features"]["rvc.f0.rmvpe"] == {"ready": False, "missing": ["rmvpe"]}
     assert main(["--workspace", str(tmp_path / "ws"), "assets", "download", "rmvpe", "--source", "modelscope"]) == 1
     assert "ModelScope" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ UI panel
+
+
+def test_assets_panel_builds_translated_and_confines_import_in_lan_mode(ws, tmp_path):
+    import gradio as gr
+
+    from engines.core.jobs import JobRunner
+    from voicelab_ui import i18n
+    from voicelab_ui.context import UIContext
+    from voicelab_ui.tabs import assets_panel
+
+    ws.settings.assets_dir = str(tmp_path / "assets")
+    ctx = UIContext(ws=ws, runner=JobRunner(ws))
+    i18n.USED_KEYS.clear()
+    with gr.Blocks() as demo:
+        ctx.demo = demo
+        ctx.job_id = gr.State("")
+        assets_panel.build(ctx)
+    assert any(k.startswith("assets.") for k in i18n.USED_KEYS)
+    assert i18n.missing_translations() == []
+    assert "底模" in i18n.text("assets.intro", "zh-CN") and "缺失" in i18n.text("assets.legend", "zh-CN")
+
+    rows, feats, choices = assets_panel.current_tables(ctx)
+    by_name = {r[0]: r for r in rows}
+    assert by_name["hubert_base"][1].startswith("❌ missing") and by_name["crepe_tiny"][1].startswith("✅")
+    assert ["rvc.f0.rmvpe", "❌", "rmvpe"] in feats
+    assert "rmvpe" in choices["value"] and "crepe_tiny" not in choices["choices"]
+
+    outside = tmp_path / "RVC"
+    outside.mkdir()
+    assert assets_panel.import_folder(ctx, str(outside)) == outside.resolve()  # local studio: any folder
+    ws.settings.lan = True
+    with pytest.raises(VoiceLabError, match="outside the folders"):
+        assets_panel.import_folder(ctx, str(outside))
+    inside = ws.root / "imports"
+    inside.mkdir()
+    assert assets_panel.import_folder(ctx, str(inside)) == inside.resolve()
