@@ -189,7 +189,10 @@ def check_asset(settings: Settings, spec: AssetSpec, manifest: Manifest, cache: 
         return status
     if path.is_symlink():
         status.linked_to = os.readlink(path)
-    if spec.kind == "file":
+    if spec.kind == "file" and path.is_dir() and (path / "config.json").is_file():
+        # hubert_path may point at a transformers-format folder, which the loader accepts too.
+        status.status, status.detail = PRESENT, "transformers-format folder"
+    elif spec.kind == "file":
         result = verify_file(path, spec.file_specs()[0], cache, verify=verify, hash_files=hash_files, hooks=hooks)
         status.status, status.detail, status.size = result.status, result.detail, result.size
     else:
