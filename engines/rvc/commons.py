@@ -60,14 +60,47 @@ class _WeightNormed:
         return "weight" in self._parameters  # type: ignore[attr-defined]
 
 
+def weight_4d(module: nn.Module) -> torch.Tensor:
+    """A 1-D conv's weight as a channels-last [*, *, 1, K] tensor, cached while unchanged.
+
+    The CPU inference path runs 1-D convs as 2-D convs over [B, C, 1, T]
+    channels-last ("time-major") tensors: oneDNN then needs no layout
+    reorders and is markedly faster for the decoder's small channel counts.
+    """
+    w = module.effective_weight() if isinstance(module, _WeightNormed) else module.weight
+    key = (w.data_ptr(), w._version, w.dtype, w.device)
+    cached = module.__dict__.get("_w4_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    w4 = w.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    if not isinstance(module, _WeightNormed) or module.is_folded:
+        module.__dict__["_w4_cache"] = (key, w4)
+    return w4
+
+
+def conv1d_as_2d(module: nn.Conv1d, x4: torch.Tensor) -> torch.Tensor:
+    """Apply a Conv1d to a [B, C, 1, T] (channels-last) tensor; no grad."""
+    return F.conv2d(
+        x4,
+        weight_4d(module),
+        module.bias,
+        (1, module.stride[0]),
+        (0, module.padding[0]),  # type: ignore[index]
+        (1, module.dilation[0]),
+        module.groups,
+    )
+
+
 class WNConv1d(_WeightNormed, nn.Conv1d):
-    """Conv1d with legacy weight-norm parameters."""
+    """Conv1d with legacy weight-norm parameters (also accepts [B, C, 1, T] inputs, no grad)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._split_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            return conv1d_as_2d(self, x)
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
@@ -90,6 +123,17 @@ class WNConvTranspose1d(_WeightNormed, nn.ConvTranspose1d):
         self._split_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if x.dim() == 4:
+            return F.conv_transpose2d(
+                x,
+                weight_4d(self),
+                self.bias,
+                (1, self.stride[0]),
+                (0, self.padding[0]),  # type: ignore[index]
+                (0, self.output_padding[0]),
+                self.groups,
+                (1, self.dilation[0]),
+            )
         return F.conv_transpose1d(
             x,
             self.effective_weight(),

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engines.rvc import noise
-from engines.rvc.commons import LRELU_SLOPE, WNConvTranspose1d, make_resblocks
+from engines.rvc.commons import LRELU_SLOPE, WNConvTranspose1d, conv1d_as_2d, make_resblocks
 
 SINE_AMP = 0.1
 VOICED_NOISE_STD = 0.003
@@ -104,10 +104,16 @@ class HiFiGANGenerator(nn.Module):
     def _source(self, i: int, source: torch.Tensor | None) -> torch.Tensor | None:
         return None
 
+    def _add_source_time_major(self, i: int, x3: torch.Tensor, source: torch.Tensor | None) -> bool:
+        """Add stage i's source term into x3 [B, T, C] in place; False if not applicable."""
+        return source is None
+
     def _body(self, x: torch.Tensor, g: torch.Tensor | None, source: torch.Tensor | None) -> torch.Tensor:
         x = self.conv_pre(x)
         if g is not None:
             x = x + self.cond(g)
+        if not torch.is_grad_enabled() and x.device.type == "cpu":
+            return self._body_time_major(x, source)
         k = self.num_kernels
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
@@ -120,6 +126,29 @@ class HiFiGANGenerator(nn.Module):
             x = xs.div_(k)
         x = self.conv_post(F.leaky_relu_(x, 0.01))
         return torch.tanh_(x)
+
+    def _body_time_major(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        """Inference on CPU: the same computation on [B, C, 1, T] channels-last tensors.
+
+        Memory is time-major ([B, T, C]) throughout, which suits oneDNN's
+        convolutions; activations and sums are done in place on fresh buffers.
+        """
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        k = self.num_kernels
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu_(x, LRELU_SLOPE))
+            b, c, _, t = x.shape
+            x3 = x.permute(0, 2, 3, 1).view(b, t, c)  # the same memory, [B, T, C]
+            if not self._add_source_time_major(i, x3, source):
+                src = self._source(i, source)
+                assert src is not None
+                x3.add_(src.transpose(1, 2))
+            xs = self.resblocks[i * k](x)
+            for j in range(1, k):
+                xs.add_(self.resblocks[i * k + j](x))
+            x = xs.div_(k)
+        x = conv1d_as_2d(self.conv_post, F.leaky_relu_(x, 0.01))
+        return torch.tanh_(x).squeeze(2)
 
     def forward(
         self, x: torch.Tensor, g: torch.Tensor | None = None, n_res: int | torch.Tensor | None = None
@@ -170,6 +199,24 @@ class NSFGenerator(HiFiGANGenerator):
     def _source(self, i: int, source: torch.Tensor | None) -> torch.Tensor | None:
         assert source is not None
         return self.noise_convs[i](source)
+
+    def _add_source_time_major(self, i: int, x3: torch.Tensor, source: torch.Tensor | None) -> bool:
+        # The source has one channel, so its strided conv is a matmul of the
+        # source's sliding windows with the kernel, accumulated straight into x.
+        assert source is not None
+        conv = self.noise_convs[i]
+        size, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]  # type: ignore[index]
+        src = source[:, 0]
+        if pad:
+            src = F.pad(src, (pad, pad))
+        windows = src.unfold(-1, size, stride)  # [B, T, size]
+        if windows.shape[1] != x3.shape[1]:
+            return False
+        kernel = conv.weight[:, 0, :].t().unsqueeze(0).expand(x3.shape[0], size, x3.shape[2])
+        x3.baddbmm_(windows, kernel)
+        if conv.bias is not None:
+            x3.add_(conv.bias)
+        return True
 
     def forward(  # type: ignore[override]
         self,
