@@ -146,7 +146,7 @@ def get_encoder(path: str | Path, device: Any) -> Any:
 
     p = Path(path)
     key = (_file_key(p) if p.is_file() else str(p), str(device))
-    return ENCODERS.get_or_load(key, lambda: load_content_encoder(p, device=device),
+    return ENCODERS.get_or_load(key, lambda: load_content_encoder(p, device=str(device)),
                                 lambda enc: _module_bytes(enc.model))
 
 
