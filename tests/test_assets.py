@@ -289,7 +289,32 @@ class HubServer:
                     return
                 self._headers(found[1], 200, len(found[1]))
 
+            def _api(self) -> bool:
+                """repo_info and the recursive tree listing that snapshot_download asks for."""
+                path = self.path.split("?")[0]
+                if not path.startswith("/api/models/"):
+                    return False
+                rest = path[len("/api/models/"):]
+                if "/revision/" in rest:
+                    repo = rest.split("/revision/")[0]
+                    body = {"id": repo, "sha": COMMIT, "siblings": [
+                        {"rfilename": k[len(repo) + 1:]} for k in server.files if k.startswith(repo + "/")]}
+                else:
+                    repo = rest.split("/tree/")[0]
+                    body = [{"type": "file", "path": k[len(repo) + 1:], "size": len(v), "oid": hashlib.sha1(v).hexdigest()}
+                            for k, v in server.files.items() if k.startswith(repo + "/")]
+                data = json.dumps(body).encode()
+                server.requests.append({"method": "GET", "path": self.path, "range": None, "sent": len(data)})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return True
+
             def do_GET(self) -> None:
+                if self._api():
+                    return
                 found = self._lookup()
                 rng = self.headers.get("Range")
                 record = {"method": "GET", "path": self.path, "range": rng, "sent": 0}
@@ -411,6 +436,23 @@ def test_download_job_installs_a_folder_asset(world, hub, monkeypatch, tmp_path)
     assert (cv / "pytorch_model.bin").read_bytes() == b"w" * 1000 and (cv / "config.json").is_file()
     assert not (cv / ".cache").exists()
     assert "1 downloaded" in rec.result["summary"]
+
+
+def test_download_snapshot_folder_replaces_an_incomplete_one(world, hub):
+    from engines.assets.download import download_assets
+
+    settings, manifest, _ = world
+    repo = "Systran/faster-whisper-large-v3"
+    for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.json"):
+        hub.files[f"{repo}/{name}"] = name.encode() * 50
+    dest = Path(settings.assets_dir) / "whisper/large-v3"
+    put(dest / "model.bin", b"half")  # an earlier incomplete folder
+    result = download_assets(settings, ["whisper-large-v3"], manifest=manifest)[0]
+    assert result.action == "downloaded" and "kept as" in result.detail
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+    assert (dest / "model.bin").read_bytes() == b"model.bin" * 50
+    assert any(p.name.startswith("large-v3.old-") for p in dest.parent.iterdir())
+    assert require_asset(settings, "whisper/large-v3", manifest=manifest) == dest
 
 
 def test_cli_check_json_and_import(world, tmp_path, capsys, monkeypatch):

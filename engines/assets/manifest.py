@@ -270,7 +270,9 @@ def fix_command(spec: AssetSpec) -> str:
 def missing_parts(spec: AssetSpec, path: Path) -> list[str]:
     """Listed files of a folder asset that are not there (all of them when the folder is absent)."""
     if spec.kind != "dir":
-        return [] if path.is_file() else [path.name]
+        # A file asset may also be given as a transformers-format folder (hubert_path does this).
+        usable = path.is_file() or (path.is_dir() and (path / "config.json").is_file())
+        return [] if usable else [path.name]
     out = []
     for f in spec.files:
         p = path / f.path.rstrip("/")
