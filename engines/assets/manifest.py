@@ -294,9 +294,9 @@ def require_asset(settings: Settings, name: str, why: str = "", manifest: Manife
     missing = missing_parts(spec, path)
     if not missing:
         return path
-    label = spec.name
-    if spec.kind == "dir" and path.is_dir():
-        label = f"{spec.name} ({', '.join(missing)} missing in the folder)"
+    label = spec.path or spec.name  # e.g. "rmvpe/rmvpe.pt": the file, as it sits under assets/
+    if spec.kind == "dir":
+        label = f"{spec.path}/" + (f" ({', '.join(missing)} missing in it)" if path.is_dir() else "")
     raise MissingAssetError(label, str(path), fix_command(spec), why or spec.title)
 
 
