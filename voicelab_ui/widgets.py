@@ -120,19 +120,20 @@ def job_panel(ctx: UIContext) -> None:
         cancel = gr.Button(t("job.cancel"), variant="stop", size="sm", elem_id="vl-job-cancel")
     timer = gr.Timer(0.5)
 
-    def refresh(job_id: str, prev_state: str) -> tuple:
+    def refresh(job_id: str, prev: str) -> tuple:
+        # ``prev`` is "<id>|<state>" as of the last tick ("" before the first tick after page load).
         rec = ctx.runner.get(job_id) if job_id else None
         if rec is None:
-            active = ctx.runner.active_job()
-            if active is None:
-                return job_id, text("job.none"), "", "", gr.update(interactive=False), prev_state, gr.update()
-            rec = active
+            rec = ctx.runner.active_job()
+        if rec is None:
+            return job_id, text("job.none"), "", "", gr.update(interactive=False), "|", gr.update()
+        prev_id, _, prev_state = prev.partition("|")
         finished = gr.update()
-        if rec.state in FINAL_STATES and prev_state and prev_state not in FINAL_STATES:
+        if prev and rec.state in FINAL_STATES and (rec.id != prev_id or prev_state not in FINAL_STATES):
             finished = f"{rec.id}:{rec.state}:{time.time():.3f}"
         return (
             rec.id, job_status_md(rec), progress_html(rec), ctx.runner.read_log(rec.id, LOG_TAIL_LINES),
-            gr.update(interactive=rec.active), rec.state, finished,
+            gr.update(interactive=rec.active), f"{rec.id}|{rec.state}", finished,
         )
 
     outputs = [ctx.job_id, status, bar, log, cancel, last_state, ctx.job_finished]

@@ -1,0 +1,44 @@
+"""API-only endpoints (no widgets) for scripts using gradio_client: job status, log, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gradio as gr
+
+from voicelab_ui.context import UIContext
+
+
+def client_json(obj: Any) -> Any:
+    """``obj`` as JSON for API clients: string keys, and ``"path"`` keys renamed ``"location"``.
+
+    gradio_client takes any dict with a string ``path`` for a file to download,
+    so records that merely mention a folder must not use that key.
+    """
+    if isinstance(obj, dict):
+        return {("location" if k == "path" else str(k)): client_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [client_json(v) for v in obj]
+    return obj
+
+
+def register(ctx: UIContext) -> None:
+    def job_status(job_id: str) -> dict:
+        """A job's record: state, progress, message, result paths, error."""
+        rec = ctx.runner.get(job_id.strip())
+        if rec is None:
+            raise gr.Error(f"No job with id {job_id}.")
+        return client_json(dataclasses.asdict(rec))
+
+    def job_log(job_id: str) -> str:
+        """The job's whole log so far."""
+        return ctx.runner.read_log(job_id.strip())
+
+    def cancel_job(job_id: str) -> bool:
+        """Ask a queued or running job to stop; False when it already ended."""
+        return ctx.runner.cancel(job_id.strip())
+
+    gr.api(job_status, api_name="job_status")
+    gr.api(job_log, api_name="job_log")
+    gr.api(cancel_job, api_name="cancel_job")
