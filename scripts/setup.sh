@@ -47,7 +47,8 @@ fi
 
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   echo ">> pip install $TORCH_SPEC"
-  "$PY" -m pip install -q "$TORCH_SPEC"
+  # VOICELAB_TORCH_INDEX: a wheel index for a specific CUDA build, e.g. https://download.pytorch.org/whl/cu124
+  "$PY" -m pip install -q "$TORCH_SPEC" ${VOICELAB_TORCH_INDEX:+--index-url "$VOICELAB_TORCH_INDEX"}
 fi
 
 EXTRAS=""

@@ -8,6 +8,7 @@ import gradio as gr
 
 from engines.core.system_ops import BenchmarkParams
 from voicelab_ui.context import UIContext
+from voicelab_ui.tabs import assets_panel
 from voicelab_ui.i18n import LANG_STORAGE_KEY, LANGUAGES, add, t
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
@@ -47,6 +48,7 @@ def build(ctx: UIContext) -> None:
     lang.input(None, [lang], None,
                js=f"(v) => {{ localStorage.setItem('{LANG_STORAGE_KEY}', v); window.location.reload(); }}")
     ctx.demo.load(None, None, lang, js=f"() => localStorage.getItem('{LANG_STORAGE_KEY}') || 'auto'")
+    assets_panel.build(ctx)
     gr.Dataframe(value=settings_table(ctx), headers=["setting", "value"], interactive=False,
                  label=t("settings.current"))
     gr.Markdown(t("settings.how"))
