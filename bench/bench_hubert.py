@@ -2,7 +2,10 @@
 
 Prints JSON: HuBERT-base seconds per audio second (v1 and v2 taps) on 10 s
 and 60 s inputs, RMVPE (the released E2E(4, 1, (2, 2)) size) seconds per
-audio second on 10 s, each the median of ``--runs`` runs, plus peak RSS.
+audio second on 10 s and 60 s, each the median of ``--runs`` runs. Wall time
+and process CPU time are both given (CPU time is less disturbed by other
+load on a shared machine). Each network runs in its own subprocess so its
+peak RSS is its own.
 
     .venv/bin/python bench/bench_hubert.py [--runs 3] [--lengths 10 60] [--device cpu]
 """
@@ -11,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,13 +39,15 @@ def _audio(seconds: float, seed: int = 0) -> np.ndarray:
     return (voice + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def _median_time(fn, runs: int) -> float:
-    times = []
+def _median_time(fn, runs: int) -> tuple[float, float]:
+    """Median (wall seconds, process CPU seconds) over ``runs`` calls."""
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def full_size_hubert(device: str):
@@ -59,47 +66,73 @@ def full_size_hubert(device: str):
     return ContentEncoder(model, proj, info, torch.device(device))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--lengths", type=float, nargs="+", default=[10.0, 60.0])
-    parser.add_argument("--rmvpe-seconds", type=float, default=10.0)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+def bench_hubert(lengths: list[float], runs: int, device: str) -> dict:
+    encoder = full_size_hubert(device)
+    encoder.extract(_audio(1.0), "v2")  # warm-up
+    out: dict = {}
+    for seconds in lengths:
+        audio = _audio(seconds)
+        entry: dict = {"frames": encoder.num_frames(audio.size)}
+        for version in ("v2", "v1"):
+            wall, cpu = _median_time(lambda: encoder.extract(audio, version), runs)
+            entry[f"{version}_s_per_audio_s"] = round(wall / seconds, 4)
+            entry[f"{version}_cpu_s_per_audio_s"] = round(cpu / seconds, 4)
+        out[f"{seconds:g}s"] = entry
+    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return out
 
+
+def bench_rmvpe(lengths: list[float], runs: int, device: str) -> dict:
     import torch
 
     from engines.rvc.rmvpe import RMVPE, PitchNet
 
-    result: dict = {
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
-        "runs": args.runs,
-        "hubert_base": {},
-        "rmvpe": {},
-    }
-    encoder = full_size_hubert(args.device)
-    encoder.extract(_audio(1.0), "v2")  # warm-up
-    for seconds in args.lengths:
-        audio = _audio(seconds)
-        entry = {}
-        for version in ("v2", "v1"):
-            t = _median_time(lambda: encoder.extract(audio, version), args.runs)
-            entry[f"{version}_s_per_audio_s"] = round(t / seconds, 4)
-        entry["frames"] = encoder.num_frames(audio.size)
-        result["hubert_base"][f"{seconds:g}s"] = entry
-    result["hubert_base"]["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    del encoder
-
     torch.manual_seed(0)
-    rmvpe = RMVPE(PitchNet(), args.device)
-    rmvpe.infer(_audio(1.0))  # warm-up
-    audio = _audio(args.rmvpe_seconds)
-    t = _median_time(lambda: rmvpe.infer(audio), args.runs)
-    result["rmvpe"] = {
-        f"{args.rmvpe_seconds:g}s_s_per_audio_s": round(t / args.rmvpe_seconds, 4),
-        "x_realtime": round(args.rmvpe_seconds / t, 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    model = RMVPE(PitchNet(), device)
+    model.infer(_audio(1.0))  # warm-up
+    out: dict = {}
+    for seconds in lengths:
+        audio = _audio(seconds)
+        wall, cpu = _median_time(lambda: model.infer(audio), runs)
+        out[f"{seconds:g}s"] = {
+            "s_per_audio_s": round(wall / seconds, 4),
+            "cpu_s_per_audio_s": round(cpu / seconds, 4),
+            "x_realtime": round(seconds / wall, 2),
+        }
+    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--lengths", type=float, nargs="+", default=[10.0, 60.0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--part", choices=["all", "hubert", "rmvpe"], default="all")
+    args = parser.parse_args()
+
+    if args.part != "all":
+        fn = bench_hubert if args.part == "hubert" else bench_rmvpe
+        print(json.dumps(fn(args.lengths, args.runs, args.device)))
+        return
+
+    import torch
+
+    result: dict = {
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+        },
+        "runs": args.runs,
     }
+    for part in ("hubert", "rmvpe"):
+        cmd = [sys.executable, __file__, "--part", part, "--runs", str(args.runs), "--device", args.device,
+               "--lengths", *[str(x) for x in args.lengths]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        result["hubert_base" if part == "hubert" else "rmvpe_full"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["machine"]["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
 
 

@@ -36,8 +36,9 @@ def test_fairseq_checkpoint_matches_fairseq_features(golden_encoder, version):
     assert golden_encoder.num_frames(audio.size) == expected.shape[0]
 
 
-def test_test_written_fairseq_checkpoint_loads_like_transformers_copy(tmp_path):
-    ckpt = make_tiny_fairseq_hubert(tmp_path / "hubert_base.pt", transformers_copy=tmp_path / "hf")
+@pytest.mark.parametrize("cfg_style", ["dict", "omegaconf", "namespace"])
+def test_test_written_fairseq_checkpoint_loads_like_transformers_copy(tmp_path, cfg_style):
+    ckpt = make_tiny_fairseq_hubert(tmp_path / "hubert_base.pt", transformers_copy=tmp_path / "hf", cfg_style=cfg_style)
     raw = safe_torch_load(ckpt)  # the pickled fairseq Dictionary becomes an inert record
     assert type(raw["task_state"]["dictionaries"][0]).__name__ == "InertDictionary"
     fairseq_enc = load_content_encoder(ckpt)

@@ -12,6 +12,7 @@ small channel counts.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import types
@@ -79,11 +80,76 @@ def make_tiny_hubert(
 
 
 @contextlib.contextmanager
+def _fake_modules(names: list[str]) -> Iterator[dict[str, types.ModuleType]]:
+    """Empty modules under ``names`` in sys.modules while pickling classes that claim to live there."""
+    saved = {n: sys.modules.get(n) for n in names}
+    mods = {n: types.ModuleType(n) for n in names}
+    try:
+        sys.modules.update(mods)
+        yield mods
+    finally:
+        for n, old in saved.items():
+            if old is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = old
+
+
+def _place(cls: type, module: str, mods: dict[str, types.ModuleType]) -> type:
+    cls.__module__ = module
+    cls.__qualname__ = cls.__name__
+    setattr(mods[module], cls.__name__, cls)
+    return cls
+
+
+def _omegaconf_like(value: Any, mods: dict[str, types.ModuleType]) -> Any:
+    """Wrap plain config values the way omegaconf pickles a DictConfig (content, nodes, metadata)."""
+
+    class Metadata:
+        def __init__(self, **kw: Any) -> None:
+            self.__dict__.update(kw)
+
+    class ContainerMetadata(Metadata):
+        pass
+
+    class AnyNode:
+        def __init__(self, val: Any) -> None:
+            self._metadata = Metadata(ref_type=Any, object_type=None, optional=True, key=None)
+            self._parent = None
+            self._val = val
+
+    class DictConfig:
+        def __init__(self, content: dict) -> None:
+            self._metadata = ContainerMetadata(ref_type=Any, object_type=dict, optional=True, key_type=Any)
+            self._parent = None
+            self._content = content
+
+    class ListConfig(DictConfig):
+        pass
+
+    _place(Metadata, "omegaconf.base", mods)
+    _place(ContainerMetadata, "omegaconf.base", mods)
+    _place(AnyNode, "omegaconf.nodes", mods)
+    _place(DictConfig, "omegaconf.dictconfig", mods)
+    _place(ListConfig, "omegaconf.listconfig", mods)
+
+    def wrap(v: Any) -> Any:
+        if isinstance(v, dict):
+            return DictConfig({k: wrap(x) for k, x in v.items()})
+        if isinstance(v, list):
+            return ListConfig([wrap(x) for x in v])
+        return AnyNode(v)
+
+    return wrap(value)
+
+
+_OMEGACONF_MODULES = ["omegaconf", "omegaconf.base", "omegaconf.nodes", "omegaconf.dictconfig", "omegaconf.listconfig"]
+
+
+@contextlib.contextmanager
 def _fake_fairseq_dictionary() -> Iterator[type]:
     """Make ``fairseq.data.dictionary.Dictionary`` importable just long enough to pickle one."""
     names = ["fairseq", "fairseq.data", "fairseq.data.dictionary"]
-    saved = {n: sys.modules.get(n) for n in names}
-    mods = {n: types.ModuleType(n) for n in names}
 
     class Dictionary:  # the attributes a real fairseq Dictionary pickles
         def __init__(self) -> None:
@@ -94,18 +160,8 @@ def _fake_fairseq_dictionary() -> Iterator[type]:
             self.bos_index, self.pad_index, self.eos_index, self.unk_index = 0, 1, 2, 3
             self.nspecial = 4
 
-    Dictionary.__module__ = "fairseq.data.dictionary"
-    Dictionary.__qualname__ = "Dictionary"
-    mods["fairseq.data.dictionary"].Dictionary = Dictionary
-    try:
-        sys.modules.update(mods)
-        yield Dictionary
-    finally:
-        for n, old in saved.items():
-            if old is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = old
+    with _fake_modules(names) as mods:
+        yield _place(Dictionary, "fairseq.data.dictionary", mods)
 
 
 def _to_fairseq_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -155,9 +211,13 @@ def make_tiny_fairseq_hubert(
     final_dim: int = 16,
     seed: int = 0,
     transformers_copy: str | Path | None = None,
+    cfg_style: str = "dict",
 ) -> Path:
     """Write a random HuBERT in the fairseq checkpoint layout, as fairseq would save it.
 
+    ``cfg_style``: "dict" (fairseq >= 0.10 saves its config as a plain dict),
+    "omegaconf" (a pickled omegaconf DictConfig, as some re-saved checkpoints
+    hold) or "namespace" (old fairseq: flat ``args`` Namespace, ``cfg`` None).
     With ``transformers_copy`` the same weights are also written as a
     transformers directory, so tests can check both loaders agree.
     """
@@ -191,9 +251,15 @@ def make_tiny_fairseq_hubert(
         },
         "task": {"_name": "hubert_pretraining", "labels": ["km"], "sample_rate": 16000, "normalize": False},
     }
-    with _fake_fairseq_dictionary() as Dictionary:
+    with _fake_fairseq_dictionary() as Dictionary, _fake_modules(_OMEGACONF_MODULES) as omega:
+        args = None
+        if cfg_style == "omegaconf":
+            cfg = _omegaconf_like(cfg, omega)
+        elif cfg_style == "namespace":
+            args = argparse.Namespace(**{**cfg["task"], **cfg["model"]})
+            cfg = None
         ckpt = {
-            "args": None,
+            "args": args,
             "cfg": cfg,
             "model": state,
             "task_state": {"dictionaries": [Dictionary()]},

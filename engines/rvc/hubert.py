@@ -18,10 +18,12 @@ Accepted model files (``load_content_encoder``):
   from a separate ``final_proj.safetensors`` / ``final_proj.pt`` beside them.
   Without it only v2 features are available.
 
-Long inputs are encoded in overlapping windows (see ``ContentEncoder.extract``)
-so memory stays bounded; the first conv layer's GroupNorm and the attention
-are global over a window, so windowed features differ slightly from one-shot
-features near window edges (a context margin on both sides keeps that small).
+Memory stays bounded on long inputs: the conv front end runs in 20 s pieces
+using whole-input statistics for its first GroupNorm (exact), and the
+transformer runs over windows of at most 40 s whose 2.5 s context margins are
+dropped (attention is the only thing that sees a cut; see
+``ContentEncoder.extract``). Inference runs under ``torch.inference_mode``;
+on CUDA with fp16 autocast.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ V1_LAYER = 9
 V2_LAYER = 12
 HUBERT_ASSET = "hubert_base.pt"
 HUBERT_DOWNLOAD = "voicelab assets download hubert_base"
-DEFAULT_LOCATION = "assets/hubert/hubert_base.pt"
 
 # fairseq HuBERT-base defaults, used when a checkpoint's cfg leaves a field out.
 _FAIRSEQ_DEFAULTS: dict[str, Any] = {
@@ -636,9 +637,20 @@ def _load_transformers_dir(path: Path) -> tuple[Any, Any, EncoderInfo]:
         hidden_size=config.hidden_size,
         num_layers=config.num_hidden_layers,
         v1_dim=None if proj is None else proj.out_features,
-        normalize_input=bool(raw.get("do_normalize", False) and raw.get("feat_extract_norm") == "layer"),
+        normalize_input=_wants_normalized_input(path),
     )
     return model, proj, info
+
+
+def _wants_normalized_input(path: Path) -> bool:
+    """transformers keeps fairseq's ``task.normalize`` as ``do_normalize`` in preprocessor_config.json."""
+    pre = path / "preprocessor_config.json"
+    if not pre.is_file():
+        return False
+    try:
+        return bool(json.loads(pre.read_text(encoding="utf-8")).get("do_normalize", False))
+    except (OSError, ValueError):
+        return False
 
 
 def _read_weight_files(path: Path) -> dict[str, Any]:

@@ -109,6 +109,8 @@ def _numpy_safe_globals() -> list[Any]:
 def _allowed_globals() -> list[Any]:
     allowed: list[Any] = [(cls, name) for name, cls in _INERT_CLASSES.items()]
     allowed += [argparse.Namespace, collections.OrderedDict]
+    # Plain types appear as values (omegaconf records object_type=dict); calling them is harmless.
+    allowed += [dict, list, tuple, str, int, float, bool, bytes]
     allowed += _numpy_safe_globals()
     return allowed
 
@@ -141,9 +143,9 @@ def safe_torch_load(path: str | Path) -> Any:
 
 
 def _refused_global(message: str) -> str:
-    match = re.search(r"GLOBAL ([\w.]+ ?[\w.]*)", message)
+    match = re.search(r"GLOBAL ([\w.]+)", message)
     if match:
-        return match.group(1).replace(" ", ".")
+        return match.group(1)
     match = re.search(r"Unsupported (?:global|operand)[^:]*: ([^\n]+)", message)
     return match.group(1).strip()[:120] if match else ""
 
