@@ -1,0 +1,471 @@
+"""RVC model files: reading any generator file, small-model save/extract/merge, info.
+
+Two kinds of files hold an RVC generator:
+
+* small inference models (``weights/<name>.pth``): ``{"weight": fp16 state
+  dict without enc_q.*, "config": 18 values, "info": str, "sr": "40k",
+  "f0": 0|1, "version": "v1"|"v2", ...extra keys}``;
+* training checkpoints ``G_<step>.pth`` (``{"model": state dict,
+  "iteration": epoch, "optimizer": ..., "learning_rate": ...}``) and
+  pretrained ``f0G40k.pth``-style files (``{"model": state dict}``).
+
+:func:`read_generator` turns either into a :class:`GeneratorFile` with the
+version, f0 flag, sample rate and config worked out (from the file's own
+fields, a ``config.json`` beside a checkpoint, or the tensor shapes).
+Files are read with ``torch.load(weights_only=True)``: nothing in a model
+file can run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from engines.core.errors import InvalidInputError, InvalidModelError
+from engines.rvc.configs import (
+    CONTENT_DIM,
+    SMALL_CONFIG_FIELDS,
+    SMALL_MODEL_SEGMENT,
+    _UPSAMPLING,
+    SR_TAGS,
+    parse_sr,
+    parse_version,
+    small_model_config,
+    small_model_config_from_train,
+)
+
+POSTERIOR_PREFIX = "enc_q."
+SMALL_MODEL_KEYS = ("weight", "config", "info", "sr", "f0", "version")
+_LATEST_ONLY_STEP = 2333333  # upstream's file number when only the latest checkpoint is kept
+
+
+@dataclass
+class GeneratorFile:
+    """A generator read from disk, with everything needed to build and describe it."""
+
+    path: Path
+    kind: str  # "small" | "checkpoint"
+    weights: dict[str, Any]  # state dict as stored (dtype unchanged; enc_q.* kept if present)
+    config: list[Any]  # 18 values; sr as int Hz
+    version: str
+    f0: bool
+    sr_tag: str
+    sample_rate: int
+    info: str = ""
+    epoch: int | None = None
+    step: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_speakers(self) -> int:
+        return int(self.weights["emb_g.weight"].shape[0])
+
+    def inference_weights(self) -> dict[str, Any]:
+        return {k: v for k, v in self.weights.items() if not k.startswith(POSTERIOR_PREFIX)}
+
+
+# ------------------------------------------------------------------ reading
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` with weights_only=True; any failure becomes an InvalidModelError."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidModelError(f"Model file not found: {p}", "Check the path or pick a .pth from weights/.")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            why = "it contains Python objects other than tensors (not an RVC model, or an unsafe file)"
+        else:
+            why = f"it is not a readable PyTorch file ({reason[:160]})"
+        raise InvalidModelError(
+            f"{p.name} cannot be loaded as an RVC model: {why}.",
+            "Use an RVC voice model (.pth from weights/) or a G_*.pth training checkpoint.",
+        ) from exc
+
+
+def _strip_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in sd.items():
+        out[k[7:] if k.startswith("module.") else k] = v
+    return out
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _not_rvc(path: Path, why: str) -> InvalidModelError:
+    return InvalidModelError(
+        f"{path.name} is not an RVC voice model: {why}.",
+        "Use an RVC voice model (.pth from weights/) or a G_*.pth training checkpoint.",
+    )
+
+
+def _weight_of(sd: Mapping[str, Any], prefix: str) -> Any:
+    for suffix in ("weight_v", "weight"):
+        if f"{prefix}.{suffix}" in sd:
+            return sd[f"{prefix}.{suffix}"]
+    raise KeyError(prefix)
+
+
+def _count(sd: Mapping[str, Any], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in sd if (m := rx.match(k))})
+
+
+def detect_version(sd: Mapping[str, Any]) -> str:
+    dim = int(sd["enc_p.emb_phone.weight"].shape[1])
+    for v, d in CONTENT_DIM.items():
+        if d == dim:
+            return v
+    raise ValueError(f"content dimension {dim} is neither 256 (v1) nor 768 (v2)")
+
+
+def detect_f0(sd: Mapping[str, Any]) -> bool:
+    return "enc_p.emb_pitch.weight" in sd
+
+
+def _rates_from_table(
+    version: str, kernels: list[int], spec: int | None, noise_kernels: list[int] | None, sr_hint: str | None
+) -> list[tuple[str, list[int]]]:
+    found = []
+    for (v, tag), (rates, ks) in _UPSAMPLING.items():
+        if v != version or list(ks) != kernels:
+            continue
+        if sr_hint and tag != sr_hint:
+            continue
+        if spec is not None and small_model_config(v, tag)[0] != spec:
+            continue
+        if noise_kernels is not None:
+            expect = []
+            for i in range(len(rates) - 1):
+                prod = 1
+                for r in rates[i + 1 :]:
+                    prod *= r
+                expect.append(2 * prod)
+            if expect != noise_kernels[: len(expect)]:
+                continue
+        found.append((tag, list(rates)))
+    return found
+
+
+def config_from_state_dict(
+    sd: Mapping[str, Any], version: str | None = None, sr: str | int | None = None
+) -> tuple[list[Any], str]:
+    """Reconstruct the 18-value config (and the sr tag) of a generator from its tensor shapes.
+
+    Channel counts come from the shapes; upsample rates and the sample rate
+    from upstream's table (matched on version, upsample kernels, spectrogram
+    size and NSF source kernels). Dilations cannot be seen in shapes: the
+    standard ones are assumed.
+    """
+    v = parse_version(version) if version else detect_version(sd)
+    sr_hint = parse_sr(sr)[0] if sr is not None else None
+    n_ups = _count(sd, r"dec\.ups\.(\d+)\.")
+    kernels = [int(_weight_of(sd, f"dec.ups.{i}").shape[2]) for i in range(n_ups)]
+    spec = int(sd["enc_q.pre.weight"].shape[1]) if "enc_q.pre.weight" in sd else None
+    noise_kernels = (
+        [int(sd[f"dec.noise_convs.{i}.weight"].shape[2]) for i in range(n_ups)]
+        if "dec.noise_convs.0.weight" in sd
+        else None
+    )
+    matches = _rates_from_table(v, kernels, spec, noise_kernels, sr_hint)
+    if not matches and sr_hint:
+        raise ValueError(f"the decoder does not fit {v} at {sr_hint}")
+    if not matches:
+        raise ValueError(f"unknown decoder layout for {v} (upsample kernels {kernels})")
+    if len({tag for tag, _ in matches}) > 1:
+        raise ValueError("the sample rate cannot be told from the weights; give it (or keep config.json beside the file)")
+    tag, rates = matches[0]
+    hidden = int(sd["enc_p.emb_phone.weight"].shape[0])
+    head_dim = int(sd["enc_p.encoder.attn_layers.0.emb_rel_k"].shape[2])
+    n_res = _count(sd, r"dec\.resblocks\.(\d+)\.")
+    n_kernels = n_res // n_ups
+    kind = "1" if any(k.startswith("dec.resblocks.0.convs1.") for k in sd) else "2"
+    first = "convs1" if kind == "1" else "convs"
+    res_kernels = [int(_weight_of(sd, f"dec.resblocks.{j}.{first}.0").shape[2]) for j in range(n_kernels)]
+    n_dil = _count(sd, rf"dec\.resblocks\.0\.{first}\.(\d+)\.")
+    dilations = [[1, 3, 5][:n_dil] if kind == "1" else [1, 3][:n_dil] for _ in range(n_kernels)]
+    config = [
+        spec if spec is not None else small_model_config(v, tag)[0],
+        SMALL_MODEL_SEGMENT,
+        int(sd["enc_p.proj.weight"].shape[0]) // 2,
+        hidden,
+        int(sd["enc_p.encoder.ffn_layers.0.conv_1.weight"].shape[0]),
+        hidden // head_dim,
+        _count(sd, r"enc_p\.encoder\.attn_layers\.(\d+)\."),
+        int(sd["enc_p.encoder.ffn_layers.0.conv_1.weight"].shape[2]),
+        0,
+        kind,
+        res_kernels,
+        dilations,
+        rates,
+        int(sd["dec.conv_pre.weight"].shape[0]),
+        kernels,
+        int(sd["emb_g.weight"].shape[0]),
+        int(sd["emb_g.weight"].shape[1]),
+        SR_TAGS[tag],
+    ]
+    return config, tag
+
+
+def _config_json_beside(path: Path) -> dict[str, Any] | None:
+    cfg = path.parent / "config.json"
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "data" in data and "model" in data else None
+
+
+def _config_fits(config: list[Any], sd: Mapping[str, Any]) -> bool:
+    try:
+        n_ups = _count(sd, r"dec\.ups\.(\d+)\.")
+        kernels = [int(_weight_of(sd, f"dec.ups.{i}").shape[2]) for i in range(n_ups)]
+        return (
+            list(config[14]) == kernels
+            and int(config[3]) == int(sd["enc_p.emb_phone.weight"].shape[0])
+            and int(config[13]) == int(sd["dec.conv_pre.weight"].shape[0])
+        )
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+
+
+def _normalise_config(config: Any, path: Path) -> list[Any]:
+    if not isinstance(config, (list, tuple)) or len(config) != len(SMALL_CONFIG_FIELDS):
+        raise _not_rvc(path, f"its 'config' is not the {len(SMALL_CONFIG_FIELDS)}-value RVC list")
+    cfg = list(config)
+    if isinstance(cfg[-1], str):
+        cfg[-1] = parse_sr(cfg[-1])[1]
+    return cfg
+
+
+def _epoch_from_info(info: str) -> int | None:
+    m = re.search(r"(\d+)\s*epoch", info or "")
+    return int(m.group(1)) if m else None
+
+
+def read_generator(path: str | Path, *, sr: str | int | None = None) -> GeneratorFile:
+    """Read a small model or a G checkpoint; raises InvalidModelError for anything else."""
+    p = Path(path)
+    obj = load_torch_file(p)
+    if not isinstance(obj, Mapping):
+        raise _not_rvc(p, f"it holds a {type(obj).__name__}, not a dict")
+    if "weight" in obj and _is_tensor_dict(obj.get("weight")):
+        return _read_small(p, obj)
+    sd = obj.get("model") if "model" in obj else obj
+    if _is_tensor_dict(sd):
+        sd = _strip_prefix(sd)
+        if any(k.startswith("discriminators.") for k in sd):
+            raise _not_rvc(p, "it is a discriminator checkpoint (D_*.pth)")
+        if "enc_p.emb_phone.weight" in sd and "dec.conv_pre.weight" in sd:
+            return _read_checkpoint(p, obj, sd, sr)
+    keys = ", ".join(list(map(str, obj.keys()))[:6])
+    raise _not_rvc(p, f"no RVC generator weights inside (top-level keys: {keys or 'none'})")
+
+
+def _read_small(p: Path, obj: Mapping[str, Any]) -> GeneratorFile:
+    sd = _strip_prefix(obj["weight"])
+    if "enc_p.emb_phone.weight" not in sd or "dec.conv_pre.weight" not in sd:
+        raise _not_rvc(p, "its 'weight' is not an RVC generator state dict")
+    config = _normalise_config(obj.get("config"), p)
+    try:
+        version = detect_version(sd)
+    except ValueError as exc:
+        raise _not_rvc(p, str(exc)) from exc
+    f0 = detect_f0(sd)
+    config[-3] = int(sd["emb_g.weight"].shape[0])  # speakers as stored (upstream does the same)
+    sr_field = obj.get("sr")
+    try:
+        tag, hz = parse_sr(sr_field if sr_field is not None else config[-1])
+    except ValueError:
+        tag, hz = "", int(config[-1])
+    info = str(obj.get("info", ""))
+    extra = {k: v for k, v in obj.items() if k not in SMALL_MODEL_KEYS}
+    epoch = extra.get("epoch") if isinstance(extra.get("epoch"), int) else _epoch_from_info(info)
+    step = extra.get("step") if isinstance(extra.get("step"), int) else None
+    return GeneratorFile(p, "small", dict(sd), config, version, f0, tag, int(config[-1]) or hz, info, epoch, step, extra)
+
+
+def _read_checkpoint(p: Path, obj: Mapping[str, Any], sd: dict[str, Any], sr: str | int | None) -> GeneratorFile:
+    try:
+        version = detect_version(sd)
+    except ValueError as exc:
+        raise _not_rvc(p, str(exc)) from exc
+    f0 = detect_f0(sd)
+    config: list[Any] | None = None
+    train_cfg = _config_json_beside(p)
+    if train_cfg is not None and sr is None:
+        try:
+            candidate = small_model_config_from_train(train_cfg)
+            candidate[-3] = int(sd["emb_g.weight"].shape[0])
+            if _config_fits(candidate, sd):
+                config = candidate
+        except (KeyError, TypeError, ValueError):
+            config = None
+    if config is None:
+        try:
+            config, _ = config_from_state_dict(sd, version, sr)
+        except (KeyError, IndexError) as exc:
+            raise _not_rvc(p, f"the generator is missing {exc}") from exc
+        except ValueError as exc:
+            raise InvalidModelError(f"{p.name}: {exc}.", "Pass the sample rate explicitly.") from exc
+    tag, hz = parse_sr(config[-1])
+    epoch = obj.get("iteration") if isinstance(obj.get("iteration"), int) else None
+    m = re.fullmatch(r"G_(\d+)\.pth", p.name)
+    step = int(m.group(1)) if m and int(m.group(1)) != _LATEST_ONLY_STEP else None
+    info = f"{epoch}epoch" if epoch is not None else ""
+    extra = {k: v for k, v in obj.items() if k in ("learning_rate",)}
+    return GeneratorFile(p, "checkpoint", sd, config, version, f0, tag, hz, info, epoch, step, extra)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def save_small_model(
+    state_dict: Mapping[str, Any],
+    *,
+    sr_tag: str | int,
+    f0: bool | int,
+    version: str,
+    info: str,
+    config: list[Any],
+    path: str | Path,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write an upstream-compatible small inference model (fp16, no enc_q.*), atomically."""
+    import torch
+
+    from engines.core.atomic import torch_save
+
+    tag, hz = parse_sr(sr_tag)
+    v = parse_version(version)
+    if len(config) != len(SMALL_CONFIG_FIELDS):
+        raise ValueError(f"config must have {len(SMALL_CONFIG_FIELDS)} values, got {len(config)}")
+    cfg = list(config)
+    if isinstance(cfg[-1], str):
+        cfg[-1] = parse_sr(cfg[-1])[1]
+    weights = {}
+    for k, t in _strip_prefix(state_dict).items():
+        if k.startswith(POSTERIOR_PREFIX):
+            continue
+        weights[k] = t.detach().to(device="cpu", dtype=torch.float16).clone()
+    ckpt: dict[str, Any] = {"weight": weights, "config": cfg, "info": str(info), "sr": tag, "f0": int(bool(f0)), "version": v}
+    for k, val in (extra or {}).items():
+        if k in SMALL_MODEL_KEYS:
+            raise ValueError(f"extra key {k!r} would overwrite a required small-model field")
+        ckpt[k] = val
+    return torch_save(ckpt, Path(path))
+
+
+def extract_small_model(
+    g_path: str | Path,
+    out_path: str | Path,
+    *,
+    sr: str | int | None = None,
+    f0: bool | None = None,
+    version: str | None = None,
+    info: str = "",
+) -> Path:
+    """Small inference model from a G_*.pth (or any generator file); settings are inferred when omitted."""
+    gen = read_generator(g_path, sr=sr)
+    if version is not None and parse_version(version) != gen.version:
+        raise InvalidInputError(
+            f"{Path(g_path).name} is an RVC {gen.version} generator, not {parse_version(version)}.",
+            "Leave the version empty to use the one in the file.",
+        )
+    if f0 is not None and bool(f0) != gen.f0:
+        raise InvalidInputError(
+            f"{Path(g_path).name} is a model {'with' if gen.f0 else 'without'} pitch guidance (f0).",
+            "Leave the f0 setting empty to use the one in the file.",
+        )
+    extra: dict[str, Any] = {}
+    if gen.epoch is not None:
+        extra["epoch"] = gen.epoch
+    if gen.step is not None:
+        extra["step"] = gen.step
+    return save_small_model(
+        gen.weights,
+        sr_tag=gen.sr_tag,
+        f0=gen.f0,
+        version=gen.version,
+        info=info or gen.info or "extracted",
+        config=gen.config,
+        path=out_path,
+        extra=extra,
+    )
+
+
+def merge_models(a_path: str | Path, b_path: str | Path, alpha: float, out_path: str | Path, info: str = "") -> Path:
+    """Weighted average ``alpha * A + (1 - alpha) * B`` of two voices of the same architecture."""
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise InvalidInputError(f"alpha must be between 0 and 1, got {alpha}.", "alpha is model A's share.")
+    a, b = read_generator(a_path), read_generator(b_path)
+    problems = []
+    if a.version != b.version:
+        problems.append(f"versions differ ({a.version} vs {b.version})")
+    if a.f0 != b.f0:
+        problems.append("one uses f0 and the other does not")
+    if a.sample_rate != b.sample_rate:
+        problems.append(f"sample rates differ ({a.sample_rate} vs {b.sample_rate})")
+    wa, wb = a.inference_weights(), b.inference_weights()
+    if not problems and set(wa) != set(wb):
+        problems.append("their layers differ")
+    if not problems:
+        bad = [k for k in wa if tuple(wa[k].shape) != tuple(wb[k].shape)]
+        if bad:
+            problems.append(f"layer sizes differ (e.g. {bad[0]}: {tuple(wa[bad[0]].shape)} vs {tuple(wb[bad[0]].shape)})")
+    if problems:
+        raise InvalidInputError(
+            f"Cannot merge {Path(a_path).name} and {Path(b_path).name}: " + "; ".join(problems) + ".",
+            "Only models of the same version, sample rate, f0 setting and size can be merged.",
+        )
+    merged = {k: alpha * wa[k].float() + (1.0 - alpha) * wb[k].float() for k in wa}
+    text = info or f"merge {alpha:g}*{Path(a_path).stem} + {1 - alpha:g}*{Path(b_path).stem}"
+    return save_small_model(
+        merged, sr_tag=a.sr_tag or a.sample_rate, f0=a.f0, version=a.version, info=text, config=a.config, path=out_path
+    )
+
+
+def model_info(path: str | Path) -> dict[str, Any]:
+    """What a model file is: kind, version, sample rate, f0, epoch/step, size, sha256, speakers."""
+    gen = read_generator(path)
+    weights = gen.inference_weights()
+    return {
+        "path": str(gen.path),
+        "kind": gen.kind,
+        "version": gen.version,
+        "sr": gen.sr_tag,
+        "sample_rate": gen.sample_rate,
+        "f0": gen.f0,
+        "info": gen.info,
+        "epoch": gen.epoch,
+        "step": gen.step,
+        "params": int(sum(int(t.numel()) for t in weights.values())),
+        "dtype": str(next(iter(weights.values())).dtype).replace("torch.", ""),
+        "speakers": gen.n_speakers,
+        "config": gen.config,
+        "sha256": file_sha256(gen.path),
+        "size_bytes": gen.path.stat().st_size,
+        "extra": {k: v for k, v in gen.extra.items() if isinstance(v, (str, int, float, bool))},
+    }
