@@ -238,10 +238,10 @@ class WaveNet(nn.Module):
         self.n_layers = n_layers
         self.gin_channels = gin_channels
         self.drop = nn.Dropout(float(p_dropout)) if p_dropout else None
-        if gin_channels:
-            self.cond_layer = WNConv1d(gin_channels, 2 * hidden_channels * n_layers, 1)
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
+        if gin_channels:
+            self.cond_layer = WNConv1d(gin_channels, 2 * hidden_channels * n_layers, 1)
         for i in range(n_layers):
             dilation = dilation_rate**i
             self.in_layers.append(

@@ -81,18 +81,31 @@ class HiFiGANGenerator(nn.Module):
         upsample_initial_channel: int,
         upsample_kernel_sizes: Sequence[int],
         gin_channels: int = 0,
+        source_sr: int | None = None,
     ) -> None:
         super().__init__()
         self.num_kernels = len(resblock_kernel_sizes)
         self.num_upsamples = len(upsample_rates)
-        self.upp = math.prod(int(r) for r in upsample_rates)
+        rates = [int(r) for r in upsample_rates]
+        self.upp = math.prod(rates)
+        # Registration order = upstream's state-dict order (source modules first).
+        if source_sr is not None:
+            self.m_source = HarmonicSource(source_sr)
+            self.noise_convs = nn.ModuleList()
         self.conv_pre = nn.Conv1d(initial_channel, upsample_initial_channel, 7, 1, padding=3)
         self.ups = nn.ModuleList()
         blocks: list[nn.Module] = []
         ch = upsample_initial_channel
-        for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
+        for i, (u, k) in enumerate(zip(rates, upsample_kernel_sizes)):
             ch_in, ch = upsample_initial_channel // (2**i), upsample_initial_channel // (2 ** (i + 1))
             self.ups.append(WNConvTranspose1d(ch_in, ch, k, u, padding=(k - u) // 2))
+            if source_sr is not None:
+                # Bring the sample-rate source down to this stage's rate.
+                stride = math.prod(rates[i + 1 :])
+                if stride > 1:
+                    self.noise_convs.append(nn.Conv1d(1, ch, stride * 2, stride=stride, padding=stride // 2))
+                else:
+                    self.noise_convs.append(nn.Conv1d(1, ch, 1))
             blocks += make_resblocks(resblock, ch, resblock_kernel_sizes, resblock_dilation_sizes)
         self.resblocks = nn.ModuleList(blocks)
         self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=False)
@@ -184,17 +197,8 @@ class NSFGenerator(HiFiGANGenerator):
             upsample_initial_channel,
             upsample_kernel_sizes,
             gin_channels,
+            source_sr=int(sr),
         )
-        self.m_source = HarmonicSource(sr)
-        self.noise_convs = nn.ModuleList()
-        rates = [int(r) for r in upsample_rates]
-        for i in range(len(rates)):
-            ch = upsample_initial_channel // (2 ** (i + 1))
-            if i + 1 < len(rates):
-                stride = math.prod(rates[i + 1 :])
-                self.noise_convs.append(nn.Conv1d(1, ch, stride * 2, stride=stride, padding=stride // 2))
-            else:
-                self.noise_convs.append(nn.Conv1d(1, ch, 1))
 
     def _source(self, i: int, source: torch.Tensor | None) -> torch.Tensor | None:
         assert source is not None

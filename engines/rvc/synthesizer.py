@@ -105,6 +105,11 @@ class Synthesizer(nn.Module):
             self.enc_q = PosteriorEncoder(spec_channels, inter_channels, hidden_channels, 5, 1, 16, gin_channels)
         self.flow = ResidualCouplingFlow(inter_channels, hidden_channels, 5, 1, 3, gin_channels=gin_channels)
         self.emb_g = nn.Embedding(self.spk_embed_dim, gin_channels)
+        if self.content_dim != CONTENT_DIM["v1"]:
+            # Upstream's v2 classes re-create enc_p last, so their files list it last.
+            enc_p = self.enc_p
+            del self.enc_p
+            self.enc_p = enc_p
 
     # ------------------------------------------------------------ utilities
 
