@@ -255,7 +255,7 @@ def test_cosyvoice_tab_in_browser_shows_status_and_edits_text(tmp_path):
         page.locator("#vl-cv-dataset input").press("Enter")
         page.wait_for_function("() => document.querySelector('#vl-cv-table')?.innerText.includes('birch canoe')",
                                timeout=20000)
-        page.locator("#vl-cv-table").get_by_text("Glue the sheet").click()
+        page.locator("#vl-cv-table [data-testid='cell-1-2']").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-clip-id textarea, #vl-cv-clip-id input')"
                                "?.value === 'c2'", timeout=20000)
         page.locator("#vl-cv-clip-text textarea").fill("Glue the sheet to the blue background.")
