@@ -236,7 +236,7 @@ def test_tab_builds_translated_and_shows_status(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_cosyvoice_tab_in_browser_shows_status_and_edits_text(tmp_path):
+def test_cosyvoice_tab_in_browser_status_edit_and_job_result(tmp_path):
     from browser import browser_page, studio
     from engines.cosyvoice.transcripts import load_transcripts
 
@@ -262,4 +262,8 @@ def test_cosyvoice_tab_in_browser_shows_status_and_edits_text(tmp_path):
         page.locator("#vl-cv-save-text").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-table')?.innerText.includes('to the blue')",
                                timeout=20000)
+        # a job: its result shows in the section when the job panel reports it finished
+        page.locator("#vl-cv-transcribe").click()
+        page.wait_for_function("() => document.querySelector('#vl-cv-transcripts-msg')?.innerText"
+                               ".includes('kept edited 3')", timeout=30000)
     assert load_transcripts(ds)["c2"]["text"] == "Glue the sheet to the blue background."

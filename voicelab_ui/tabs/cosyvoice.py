@@ -33,6 +33,8 @@ from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to
 GRID_MAX = 12
 PLOT_SECONDS = 2.0
 DOWNLOAD_HINT = "voicelab assets download cosyvoice/CosyVoice2-0.5B"
+OK, BAD, INFO, WARN = "ok", "bad", "info", "warn"
+MARK = {OK: "✔", BAD: "✘", INFO: "·", WARN: "!"}
 
 add({
     "cv.status": ("Status", "状态"),
@@ -217,25 +219,25 @@ def doctor_markdown(ws: Any, model_dir: str | None) -> str:
     c = rep.checkout
     if c.get("present"):
         pin = "pinned commit" if c.get("matches_pin") else f"pinned is {PINNED_COMMIT[:12]}"
-        rows.append(("✅", "Upstream checkout", f"`{c['path']}` at `{str(c.get('commit') or 'unknown')[:12]}` ({pin})"))
-        rows.append(("✅" if c.get("matcha") else "❌", "Matcha-TTS submodule",
+        rows.append((OK, "Upstream checkout", f"`{c['path']}` at `{str(c.get('commit') or 'unknown')[:12]}` ({pin})"))
+        rows.append((OK if c.get("matcha") else BAD, "Matcha-TTS submodule",
                      "present" if c.get("matcha") else f"missing — click **Sync upstream** (`{SYNC_COMMAND}`)"))
     else:
-        rows.append(("❌", "Upstream checkout",
+        rows.append((BAD, "Upstream checkout",
                      f"missing at `{c.get('path')}` — click **Sync upstream** (or run `{SYNC_COMMAND}`)"))
     m = rep.modules
     if m.get("missing"):
         names = ", ".join(x["module"] for x in m["missing"])
-        rows.append(("❌", "Python modules", f"missing {names} — install: `{m.get('pip_command', '')}`"))
+        rows.append((BAD, "Python modules", f"missing {names} — install: `{m.get('pip_command', '')}`"))
     else:
-        rows.append(("✅", "Python modules", "everything upstream imports is installed"))
+        rows.append((OK, "Python modules", "everything upstream imports is installed"))
     if m.get("optional_missing"):
-        rows.append(("ℹ️", "Optional modules", ", ".join(f"{x['module']} ({x.get('why', '')})".replace(" ()", "")
+        rows.append((INFO, "Optional modules", ", ".join(f"{x['module']} ({x.get('why', '')})".replace(" ()", "")
                                                        for x in m["optional_missing"])))
     if rep.model is not None:
         md = rep.model
         if not md.get("present"):
-            rows.append(("❌", "Model dir", f"`{md['path']}` does not exist — run `{DOWNLOAD_HINT}` "
+            rows.append((BAD, "Model dir", f"`{md['path']}` does not exist — run `{DOWNLOAD_HINT}` "
                                             "or put a downloaded CosyVoice model there"))
         else:
             detail = f"`{md['path']}` ({md.get('version') or 'unknown version'})"
@@ -243,18 +245,18 @@ def doctor_markdown(ws: Any, model_dir: str | None) -> str:
                 detail += f"; missing: {', '.join(md['missing'])} — copy them from the downloaded model"
             if md.get("speakers") is not None:
                 detail += f"; {len(md['speakers'])} speaker(s) in spk2info.pt"
-            rows.append(("❌" if md.get("missing") else "✅", "Model dir", detail))
+            rows.append((BAD if md.get("missing") else OK, "Model dir", detail))
     o = rep.onnxruntime
     if o.get("installed"):
-        rows.append(("✅", "onnxruntime", f"{o.get('version')} using {o.get('use')} "
+        rows.append((OK, "onnxruntime", f"{o.get('version')} using {o.get('use')} "
                                          f"(available: {', '.join(o.get('available', []))})"))
     elif o:
-        rows.append(("❌", "onnxruntime", "not installed — `pip install onnxruntime` (or onnxruntime-gpu)"))
+        rows.append((BAD, "onnxruntime", "not installed — `pip install onnxruntime` (or onnxruntime-gpu)"))
     d = rep.disk
     if d:
-        rows.append(("✅" if d["free_gb"] >= 5 else "⚠️", "Disk", f"{d['free_gb']:.1f} GB free at `{d['path']}`"))
-    lines = ["| | Item | Status |", "|---|---|---|"]
-    lines += [f"| {icon} | {item} | {detail.replace('|', '/')} |" for icon, item, detail in rows]
+        rows.append((OK if d["free_gb"] >= 5 else WARN, "Disk", f"{d['free_gb']:.1f} GB free at `{d['path']}`"))
+    lines = ["| Item | Status |", "|---|---|"]
+    lines += [f"| {MARK[icon]} **{item}** | {detail.replace('|', '/')} |" for icon, item, detail in rows]
     verdict = "**Ready.**" if rep.ok else "**Not ready:**\n" + "\n".join(f"- {p}" for p in rep.problems)
     notes = "".join(f"\n- {n}" for n in rep.notes)
     return "\n".join(lines) + "\n\n" + verdict + (f"\n\nNotes:{notes}" if notes else "")
@@ -346,25 +348,30 @@ def metrics_frames(ws: Any, exp: str) -> tuple[Any, Any]:
     from engines.cosyvoice.train import experiment_dir, read_metrics
 
     rows = read_metrics(experiment_dir(ws, exp) / "metrics.jsonl") if exp else []
-    loss = [{"step": r.get("step", i), "loss": r["loss"], "series": f"{r.get('model', '?')} {r.get('split', '?')}"}
-            for i, r in enumerate(rows) if isinstance(r.get("loss"), (int, float))]
-    acc = [{"step": r.get("step", i), "acc": r["acc"], "series": f"{r.get('model', '?')} {r.get('split', '?')}"}
-           for i, r in enumerate(rows) if isinstance(r.get("acc"), (int, float))]
-    return (pd.DataFrame(loss, columns=["step", "loss", "series"]),
-            pd.DataFrame(acc, columns=["step", "acc", "series"]))
+    # x = logged training batches so far (several batches share an optimizer step; cv sits where it ran)
+    loss, acc, seen = [], [], 0
+    for r in rows:
+        if r.get("split") == "train":
+            seen += 1
+        series = f"{r.get('model', '?')} {r.get('split', '?')}"
+        if isinstance(r.get("loss"), (int, float)):
+            loss.append({"batch": seen, "loss": r["loss"], "series": series})
+        if isinstance(r.get("acc"), (int, float)):
+            acc.append({"batch": seen, "acc": r["acc"], "series": series})
+    return (pd.DataFrame(loss, columns=["batch", "loss", "series"]),
+            pd.DataFrame(acc, columns=["batch", "acc", "series"]))
 
 
 def job_result(ctx: UIContext, marker: str) -> Any:
     """The finished job record named by a ``ctx.job_finished`` value ("<id>:<state>:<time>")."""
     job_id = (marker or "").split(":", 1)[0]
-    rec = ctx.runner.get(job_id) if job_id else None
-    return rec if rec is not None and rec.op.startswith("cosyvoice.") else None
+    return ctx.runner.get(job_id) if job_id else None
 
 
 def result_markdown(rec: Any) -> str:
     if rec.state == "done":
-        return f"✅ {rec.message}"
-    return f"❌ **{rec.state}**: {rec.error or rec.message}"
+        return f"✔ {rec.message}"
+    return f"✘ **{rec.state}**: {rec.error or rec.message}"
 
 
 # -- the tab ----------------------------------------------------------------------------------
@@ -435,8 +442,8 @@ def build(ctx: UIContext) -> None:
         train_btn = gr.Button(t("cv.train"), variant="primary", elem_id="vl-cv-train")
         train_msg = gr.Markdown(elem_id="vl-cv-train-msg")
         with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=t("cv.loss"), elem_id="vl-cv-plot-loss")
-            acc_plot = gr.LinePlot(x="step", y="acc", color="series", label=t("cv.acc"), elem_id="vl-cv-plot-acc")
+            loss_plot = gr.LinePlot(x="batch", y="loss", color="series", label=t("cv.loss"), elem_id="vl-cv-plot-loss")
+            acc_plot = gr.LinePlot(x="batch", y="acc", color="series", label=t("cv.acc"), elem_id="vl-cv-plot-acc")
         ckpt_table = gr.Dataframe(headers=["model", "checkpoint", "cv loss", "path"], value=[], interactive=False,
                                   label=t("cv.checkpoints"), elem_id="vl-cv-checkpoints")
     plot_timer = gr.Timer(PLOT_SECONDS, active=False)
@@ -745,8 +752,8 @@ def build(ctx: UIContext) -> None:
                            syn_w["speed"]], None, api_name="cosyvoice_send_ab")
 
     # -- results of finished jobs
-    result_outputs = [status, transcripts_msg, table, rows_state, prep_msg, data_dd, train_msg, exp_dd,
-                      ckpt_table, asm_msg, synth_msg, out_audio, out_file, *ck_outputs, *grid_players]
+    result_outputs = [status, dataset, transcripts_msg, table, rows_state, prep_msg, data_dd, train_w["model_dir"], train_msg,
+                      exp_dd, ckpt_table, loss_plot, acc_plot, asm_msg, synth_msg, out_audio, out_file, *ck_outputs, *grid_players]
 
     def after_job(marker: str, ds: str | None, model_dir: str | None, check: str | None) -> dict:
         rec = job_result(ctx, marker)
@@ -755,7 +762,11 @@ def build(ctx: UIContext) -> None:
         res = rec.result or {}
         out: dict = {}
         msg = result_markdown(rec)
-        if rec.op == "cosyvoice.vendor_sync":
+        if rec.op == "dataset.import":  # a new or grown dataset to transcribe
+            out[dataset] = gr.update(choices=list_datasets(ws), value=ds)
+            if ds:
+                out[table], out[rows_state] = load_table(ds)
+        elif rec.op == "cosyvoice.vendor_sync":
             out[status] = show_status(check)
         elif rec.op == "cosyvoice.transcribe":
             out[transcripts_msg] = msg
@@ -764,10 +775,13 @@ def build(ctx: UIContext) -> None:
         elif rec.op == "cosyvoice.prepare":
             out[prep_msg] = msg
             out[data_dd] = gr.update(choices=list(iter_prepared(ws)), value=res.get("data"))
+            if rec.state == "done" and rec.params.get("model_dir"):
+                out[train_w["model_dir"]] = rec.params["model_dir"]  # train the model the data was made for
         elif rec.op == "cosyvoice.train":
             out[train_msg] = msg
             out[exp_dd] = gr.update(choices=list_experiments(ws), value=rec.params.get("exp_name"))
             out[ckpt_table] = checkpoint_rows(ws, rec.params.get("exp_name", ""))
+            out[loss_plot], out[acc_plot] = metrics_frames(ws, rec.params.get("exp_name", ""))
             out.update(zip(ck_outputs, reload_models(model_dir)))
         elif rec.op == "cosyvoice.assemble":
             out[asm_msg] = msg
