@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engines.core.errors import InvalidInputError, InvalidModelError
+from engines.core.hooks import Hooks
 from engines.rvc.configs import (
     CONTENT_DIM,
     SMALL_CONFIG_FIELDS,
@@ -385,8 +386,13 @@ def extract_small_model(
     f0: bool | None = None,
     version: str | None = None,
     info: str = "",
+    hooks: Hooks | None = None,
 ) -> Path:
-    """Small inference model from a G_*.pth (or any generator file); settings are inferred when omitted."""
+    """Small inference model from a G_*.pth (or any generator file); settings are inferred when omitted.
+
+    ``sr``/``f0``/``version`` are checks (and ``sr`` a hint when the weights
+    cannot tell 32k from 48k); a mismatch with the file raises InvalidInputError.
+    """
     gen = read_generator(g_path, sr=sr)
     if version is not None and parse_version(version) != gen.version:
         raise InvalidInputError(
@@ -403,7 +409,7 @@ def extract_small_model(
         extra["epoch"] = gen.epoch
     if gen.step is not None:
         extra["step"] = gen.step
-    return save_small_model(
+    out = save_small_model(
         gen.weights,
         sr_tag=gen.sr_tag,
         f0=gen.f0,
@@ -413,9 +419,19 @@ def extract_small_model(
         path=out_path,
         extra=extra,
     )
+    if hooks is not None:
+        hooks.log(f"extracted {gen.version} {gen.sr_tag} {'f0' if gen.f0 else 'no-f0'} model -> {out}")
+    return out
 
 
-def merge_models(a_path: str | Path, b_path: str | Path, alpha: float, out_path: str | Path, info: str = "") -> Path:
+def merge_models(
+    a_path: str | Path,
+    b_path: str | Path,
+    alpha: float,
+    out_path: str | Path,
+    info: str = "",
+    hooks: Hooks | None = None,
+) -> Path:
     """Weighted average ``alpha * A + (1 - alpha) * B`` of two voices of the same architecture."""
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
@@ -442,9 +458,12 @@ def merge_models(a_path: str | Path, b_path: str | Path, alpha: float, out_path:
         )
     merged = {k: alpha * wa[k].float() + (1.0 - alpha) * wb[k].float() for k in wa}
     text = info or f"merge {alpha:g}*{Path(a_path).stem} + {1 - alpha:g}*{Path(b_path).stem}"
-    return save_small_model(
+    out = save_small_model(
         merged, sr_tag=a.sr_tag or a.sample_rate, f0=a.f0, version=a.version, info=text, config=a.config, path=out_path
     )
+    if hooks is not None:
+        hooks.log(f"merged {Path(a_path).name} ({alpha:g}) and {Path(b_path).name} ({1 - alpha:g}) -> {out}")
+    return out
 
 
 def model_info(path: str | Path) -> dict[str, Any]:

@@ -113,6 +113,13 @@ class Synthesizer(nn.Module):
 
     # ------------------------------------------------------------ utilities
 
+    @classmethod
+    def from_config(
+        cls, config: Sequence[Any], *, content_dim: int = 768, use_f0: bool = True, with_posterior: bool = True
+    ) -> "Synthesizer":
+        """Build from an 18-value small-model config list."""
+        return cls(**synthesizer_kwargs(config), content_dim=content_dim, use_f0=use_f0, with_posterior=with_posterior)
+
     @property
     def hop_length(self) -> int:
         return self.dec.upp
@@ -236,6 +243,4 @@ def build_synthesizer(
 ) -> Synthesizer:
     """The synthesizer for an 18-value config list, version "v1"/"v2" and f0 flag."""
     v = parse_version(version)
-    return Synthesizer(
-        **synthesizer_kwargs(config), content_dim=CONTENT_DIM[v], use_f0=bool(f0), with_posterior=with_posterior
-    )
+    return Synthesizer.from_config(config, content_dim=CONTENT_DIM[v], use_f0=bool(f0), with_posterior=with_posterior)

@@ -68,7 +68,8 @@ def tune_cpu_allocator() -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+        # Buffers up to 256 MB come from the heap; up to 512 MB of free heap is kept for reuse.
+        ok = bool(libc.mallopt(m_mmap_threshold, 256 << 20)) and bool(libc.mallopt(m_trim_threshold, 512 << 20))
     except (OSError, AttributeError):
         return False
     _ALLOCATOR_TUNED = ok
