@@ -1,0 +1,170 @@
+"""RVC training end to end on CPU with a tiny generator: epochs, resume, small models, DDP, cancel.
+
+The generator is a tiny config of the real architecture; the discriminator
+is upstream's full size (it has no size knobs), so the training slice is
+kept short (1280 samples = 4 frames) to keep steps around a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.core.errors import Cancelled
+from engines.core.hooks import Hooks
+from engines.core.settings import Workspace
+from engines.rvc.experiment import experiment_paths, list_checkpoints
+from engines.rvc.train_params import TrainParams
+
+SEGMENT = 1280  # samples at 32 kHz (4 frames)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from speech import espeak_wav
+    from tiny_hubert import make_tiny_hubert
+    from tiny_rvc import tiny_config
+
+    root = tmp_path_factory.mktemp("rvc_train")
+    ws = Workspace(root=root / "ws")
+    ws.ensure()
+    data = root / "voice"
+    data.mkdir()
+    espeak_wav("Hello there, this is a short training sentence.", "en", data / "a.wav", sr=22050)
+    hubert = make_tiny_hubert(root / "hubert")
+
+    def params(exp: str, **kw) -> TrainParams:
+        base = dict(exp_name=exp, dataset=str(data), sr="32k", version="v2", f0=True, f0_method="pm",
+                    total_epoch=2, batch_size=4, save_every_epoch=2, save_every_weights=True,
+                    hubert_path=str(hubert), n_processes=1, loader_workers=0, log_interval=1,
+                    segment_size=SEGMENT, model_config=tiny_config("v2", "32k"))
+        base.update(kw)
+        return TrainParams(**base)
+
+    return ws, params
+
+
+def _files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.slow
+def test_train_two_epochs_resume_one_more_then_cancel(setup):
+    from engines.rvc.train import run_rvc_training
+
+    ws, make = setup
+    logs: list[str] = []
+    progress: list[tuple[float, str]] = []
+    hooks = Hooks(progress=lambda f, m: progress.append((f, m)), log=logs.append)
+    res = run_rvc_training(ws, make("e2e"), hooks)
+    paths = experiment_paths(ws, "e2e")
+
+    assert res.epochs == 2 and res.steps >= 2
+    steps_per_epoch = res.steps // 2
+    g = list_checkpoints(paths.root, "G")
+    assert [n for n, _ in g] == [2 * steps_per_epoch]
+    assert [n for n, _ in list_checkpoints(paths.root, "D")] == [2 * steps_per_epoch]
+    ck = torch.load(g[-1][1], map_location="cpu", weights_only=True)
+    assert {"model", "iteration", "optimizer", "learning_rate"} <= set(ck) and ck["iteration"] == 2
+    assert any(k.startswith("enc_q.") for k in ck["model"])  # full generator, posterior included
+
+    smalls = sorted(p.name for p in ws.weights.glob("e2e_e*_s*.pth"))
+    assert smalls == [f"e2e_e2_s{2 * steps_per_epoch}.pth"]
+    final = torch.load(ws.weights / "e2e.pth", map_location="cpu", weights_only=True)
+    assert final["sr"] == "32k" and final["version"] == "v2" and int(final["f0"]) == 1
+    assert list(final["config"]) == list(make("x").model_config)
+    assert not any(k.startswith("enc_q.") for k in final["weight"])
+    assert all(v.dtype == torch.float16 for v in final["weight"].values() if v.is_floating_point())
+
+    records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in steps:
+        for key in ("loss_mel", "loss_kl", "loss_fm", "loss_gen", "loss_disc", "grad_norm_g", "grad_norm_d",
+                    "lr", "seconds_per_step"):
+            assert math.isfinite(r[key]), key
+    assert any(p.name.startswith("events.out.tfevents") for p in paths.tensorboard.iterdir())
+    assert any("ETA" in m for _, m in progress) and progress[-1][0] == pytest.approx(1.0)
+    assert json.loads(paths.config.read_text())["data"]["sampling_rate"] == 32000
+    assert len(paths.filelist.read_text().splitlines()) >= 3  # pieces + 2 mute entries
+
+    # resume for one more epoch: stages cached, training continues from the latest pair
+    logs.clear()
+    res2 = run_rvc_training(ws, make("e2e", total_epoch=3, keep_latest_only=True), hooks)
+    assert res2.resumed_from == g[-1][1]
+    assert [n for n, _ in list_checkpoints(paths.root, "G")] == [3 * steps_per_epoch]  # older pair removed
+    assert [n for n, _ in list_checkpoints(paths.root, "D")] == [3 * steps_per_epoch]
+    assert res2.epochs == 3 and res2.steps == 3 * steps_per_epoch
+    assert sum("skipped" in line for line in logs) >= 3  # preprocess, pitch, features
+    epoch3 = [json.loads(x) for x in paths.metrics.read_text().splitlines()]
+    lr3 = [r["lr"] for r in epoch3 if r["kind"] == "step" and r["epoch"] == 3][0]
+    assert lr3 == pytest.approx(1e-4 * 0.999875 ** 2)
+    assert (ws.weights / f"e2e_e3_s{3 * steps_per_epoch}.pth").is_file()
+
+    # cancel after the first step of epoch 4: nothing new, nothing half-written
+    before_exp, before_w = _files(paths.root), _files(ws.weights)
+    cancel = Hooks()
+
+    def stop_after_first_step(frac: float, msg: str) -> None:
+        if "step" in msg:
+            cancel.cancel_event.set()
+
+    cancel._progress = stop_after_first_step
+    with pytest.raises(Cancelled):
+        run_rvc_training(ws, make("e2e", total_epoch=6), cancel)
+    assert _files(ws.weights) == before_w
+    assert {n for n in _files(paths.root) if n.endswith(".pth")} == {n for n in before_exp if n.endswith(".pth")}
+    assert not [p for p in list(paths.root.rglob("*")) + list(ws.weights.rglob("*")) if ".part" in p.name]
+    for _, p in list_checkpoints(paths.root, "G"):
+        torch.load(p, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.slow
+def test_mel_loss_goes_down_on_a_fixed_batch(setup):
+    """A few GAN steps on one real batch (fixed slices and noise) lower the mel loss."""
+    from engines.rvc import noise
+    from engines.rvc.configs import train_config
+    from engines.rvc.data import RVCDataset, collate, read_filelist
+    from engines.rvc.train import GANTrainer, build_networks, prepare_experiment
+
+    ws, make = setup
+    params = make("fixed")
+    prepare_experiment(ws, params)
+    paths = experiment_paths(ws, "fixed")
+    cfg = train_config("v2", "32k")
+    cfg["train"]["segment_size"] = SEGMENT
+    ds = RVCDataset(read_filelist(paths.filelist, True)[:1], cfg["data"], True)
+    batch = collate([ds[0]])
+    torch.manual_seed(0)
+    net_g, net_d = build_networks(params.model_config, cfg, "v2", True)
+    trainer = GANTrainer(net_g, net_d, cfg, f0=True, device=torch.device("cpu"))
+    mel = []
+    for _ in range(6):
+        with noise.seeded_noise(3):
+            mel.append(trainer.step(batch).loss_mel)
+    assert np.mean(mel[-2:]) < mel[0] * 0.97, mel
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_train_two_steps(setup):
+    from engines.rvc.train import run_rvc_training
+
+    ws, make = setup
+    logs: list[str] = []
+    res = run_rvc_training(ws, make("ddp", batch_size=1, cpu_processes=2, max_steps=2, total_epoch=50,
+                                    save_every_epoch=50), Hooks(log=logs.append))
+    paths = experiment_paths(ws, "ddp")
+    assert res.steps == 2
+    assert [n for n, _ in list_checkpoints(paths.root, "G")] == [2]
+    assert (ws.weights / "ddp.pth").is_file()
+    assert any("x 2 process(es)" in line for line in logs)
+    records = [json.loads(x) for x in paths.metrics.read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2]  # rank 0 writes, once per step
+    shutil.rmtree(paths.spec_cache, ignore_errors=True)
