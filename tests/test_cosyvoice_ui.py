@@ -155,6 +155,82 @@ def test_synth_job_without_checkout_says_how_to_get_it(tmp_path):
     assert nospeed.state == "failed" and "'fast' is not a speed" in nospeed.error
 
 
+FAKE_AUTOMODEL = """\
+import torch
+
+
+class _Inner:
+    llm = torch.nn.Linear(1, 1)
+    flow = torch.nn.Linear(1, 1)
+
+
+class AutoModel:
+    # upstream's interface: 0.1 s of audio per character, shortened by speed
+    def __init__(self, model_dir):
+        self.sample_rate = 24000
+        self.model = _Inner()
+
+    def _speech(self, text, speed):
+        return {'tts_speech': torch.full((1, int(2400 * len(text) / speed)), 0.1)}
+
+    def inference_sft(self, tts_text, spk_id, stream=False, speed=1.0):
+        assert spk_id == 'alice'
+        yield self._speech(tts_text, speed)
+
+    def inference_zero_shot(self, tts_text, prompt_text, prompt_wav, stream=False, speed=1.0):
+        yield self._speech(tts_text, speed)
+"""
+
+
+def test_synth_jobs_single_and_grid_with_a_stand_in_automodel(tmp_path):
+    import sys
+
+    import soundfile as sf
+    import torch
+
+    from engines.cosyvoice import synth
+
+    checkout = tmp_path / "CosyVoice"
+    for rel, text in {"cosyvoice/__init__.py": "", "cosyvoice/cli/__init__.py": "",
+                      "cosyvoice/cli/cosyvoice.py": FAKE_AUTOMODEL, "cosyvoice/bin/train.py": "",
+                      "third_party/Matcha-TTS/matcha/__init__.py": ""}.items():
+        (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / rel).write_text(text)
+    ws = Workspace(root=tmp_path / "ws", settings=Settings(cosyvoice_repo=str(checkout)))
+    ws.ensure()
+    model = ws.cosyvoice / "models" / "tiny"
+    (model / "CosyVoice-BlankEN").mkdir(parents=True)
+    for name in ("cosyvoice2.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx"):
+        (model / name).write_bytes(b"x")
+    torch.save({"alice": {"embedding": torch.zeros(1, 192)}}, model / "spk2info.pt")
+    from voicelab_ui.tabs.cosyvoice import synth_model_dirs
+
+    assert synth_model_dirs(ws) == [str(model)]
+    saved_path = list(sys.path)
+    runner = JobRunner(ws)
+    try:
+        one = _run(runner, "cosyvoice.synth", {"model": "tiny", "text": "Hello there.", "speaker": "alice",
+                                               "speed": 1.0})
+        assert one.state == "done", runner.read_log(one.id)
+        audio, sr = sf.read(one.result["audio"])
+        assert sr == 24000 and len(audio) == 2400 * len("Hello there.")
+        assert Path(one.result["audio"]).parent == ws.outputs / "cosyvoice"
+        grid = _run(runner, "cosyvoice.synth", {"model_dir": str(model), "text": "Hello.", "speaker": "alice",
+                                                "speeds": ["1.0", "2.0"]})
+        assert grid.state == "done", runner.read_log(grid.id)
+        takes = grid.result["grid"]
+        assert [(g["preset"], g["speed"]) for g in takes] == [("neutral", 1.0), ("neutral", 2.0)]
+        lengths = [len(sf.read(g["audio"])[0]) for g in takes]
+        assert lengths == [2400 * 6, 1200 * 6]
+        wrong = _run(runner, "cosyvoice.synth", {"model": "tiny", "text": "Hi.", "speaker": "bob"})
+        assert wrong.state == "failed" and "Speaker 'bob' is not in this model" in wrong.error
+    finally:
+        synth.clear_cache()
+        sys.path[:] = saved_path
+        for name in [n for n in sys.modules if n == "cosyvoice" or n.startswith("cosyvoice.")]:
+            del sys.modules[name]
+
+
 def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
@@ -266,4 +342,13 @@ def test_cosyvoice_tab_in_browser_status_edit_and_job_result(tmp_path):
         page.locator("#vl-cv-transcribe").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-transcripts-msg')?.innerText"
                                ".includes('kept edited 3')", timeout=30000)
+        # the same through the API (gradio_client)
+        from gradio_client import Client
+
+        client = Client(url, verbose=False)
+        report = client.predict("", api_name="/cosyvoice_doctor")
+        assert report["ok"] is False and report["checkout"]["present"] is False
+        client.predict("alice", "c3", "Rice is served in bowls.", api_name="/cosyvoice_set_text")
+        rows = client.predict("alice", api_name="/cosyvoice_transcripts")
+        assert [r["text"] for r in rows][1:] == ["Glue the sheet to the blue background.", "Rice is served in bowls."]
     assert load_transcripts(ds)["c2"]["text"] == "Glue the sheet to the blue background."
