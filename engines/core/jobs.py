@@ -37,7 +37,8 @@ FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
 OPERATION_MODULES = (
     "engines.core.system_ops",
     "engines.dataset.ops",
-    "engines.rvc.ops",
+    "engines.rvc.ops_train",
+    "engines.rvc.ops_convert",
     "engines.cosyvoice.ops",
     "engines.assets.ops",
 )
