@@ -22,11 +22,16 @@ def main() -> None:
     ap.add_argument("--f0", type=int, default=1)
     args = ap.parse_args()
 
+    import resource
+
     import torch
 
     from engines.rvc.configs import CONTENT_DIM, small_model_config
     from engines.rvc.noise import seeded_noise
     from engines.rvc.synthesizer import build_synthesizer
+    from engines.rvc.voice import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as load_voice does on CPU
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -41,13 +46,18 @@ def main() -> None:
     pitch = torch.randint(1, 255, (1, frames))
     sid = torch.tensor([0])
     call = (phone, lengths, pitch, pitchf, sid) if args.f0 else (phone, lengths, sid)
-    times = []
+    times, cpu_times = [], []
+
+    def cpu_seconds() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
     with torch.inference_mode(), seeded_noise(0):
         net.infer(*[c[:, :50] if c.dim() > 1 else (torch.tensor([50]) if c is lengths else c) for c in call])
         for _ in range(args.runs):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             audio = net.infer(*call)[0]
             times.append(time.perf_counter() - t)
+            cpu_times.append(cpu_seconds() - c)
     med = statistics.median(times)
     print(
         json.dumps(
@@ -61,6 +71,7 @@ def main() -> None:
                 "runs": times,
                 "median_s": med,
                 "s_per_audio_s": med / args.seconds,
+                "cpu_s_per_audio_s": statistics.median(cpu_times) / args.seconds,
                 "out_samples": int(audio.shape[-1]),
             }
         )

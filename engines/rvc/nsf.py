@@ -111,14 +111,16 @@ class HiFiGANGenerator(nn.Module):
         self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=False)
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
-        for up in self.ups:  # HiFi-GAN init (matters only for training from scratch)
-            nn.init.normal_(up.weight_v, 0.0, 0.01)
 
     def _source(self, i: int, source: torch.Tensor | None) -> torch.Tensor | None:
         return None
 
     def _add_source_time_major(self, i: int, x3: torch.Tensor, source: torch.Tensor | None) -> bool:
-        """Add stage i's source term into x3 [B, T, C] in place; False if not applicable."""
+        """Add stage i's source term into x3 [B, T, C] in place.
+
+        Returns False when the caller must add ``_source(i, source)`` itself.
+        Without a source there is nothing to add.
+        """
         return source is None
 
     def _body(self, x: torch.Tensor, g: torch.Tensor | None, source: torch.Tensor | None) -> torch.Tensor:
