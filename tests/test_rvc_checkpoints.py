@@ -214,3 +214,32 @@ def test_model_info(tmp_path):
         "checkpoint", "v2", "48k", False, 9, 777)
     model = torch.load(g, weights_only=True)["model"]
     assert ginfo["params"] == sum(t.numel() for k, t in model.items() if not k.startswith("enc_q."))
+
+
+def test_config_recovered_from_full_size_layouts():
+    """Sample rate and config of every upstream generator layout, from tensor shapes alone."""
+    import gzip
+    import json
+    from types import SimpleNamespace
+
+    from engines.rvc.configs import small_model_config
+
+    with gzip.open(Path(__file__).parent / "data" / "rvc_reference_shapes.json.gz", "rt", encoding="utf-8") as fh:
+        reference = json.load(fh)
+    for name, entry in reference.items():
+        if not name.startswith("G_"):
+            continue
+        _, version, sr, f0 = name.split("_")
+        shapes = {k: SimpleNamespace(shape=tuple(s)) for k, s in entry["state_dict"].items()}
+        config, tag = checkpoints.config_from_state_dict(shapes)
+        assert (tag, config) == (sr, small_model_config(version, sr)), name
+        assert checkpoints.detect_version(shapes) == version and checkpoints.detect_f0(shapes) == (f0 == "f01")
+        # Small models carry no enc_q: the source convs (f0) or the layout still tell the rate,
+        # except v1 no-f0 32k vs 48k, which needs the caller's hint.
+        small = {k: v for k, v in shapes.items() if not k.startswith("enc_q.")}
+        if version == "v1" and f0 == "f00" and sr in ("32k", "48k"):
+            with pytest.raises(ValueError):
+                checkpoints.config_from_state_dict(small)
+            assert checkpoints.config_from_state_dict(small, sr=sr)[1] == sr
+        else:
+            assert checkpoints.config_from_state_dict(small)[1] == sr, name
