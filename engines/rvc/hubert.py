@@ -18,7 +18,7 @@ Accepted model files (``load_content_encoder``):
   from a separate ``final_proj.safetensors`` / ``final_proj.pt`` beside them.
   Without it only v2 features are available.
 
-Memory stays bounded on long inputs: the conv front end runs in 20 s pieces
+Memory stays bounded on long inputs: the conv front end runs in 5 s pieces
 using whole-input statistics for its first GroupNorm (exact), and the
 transformer runs over windows of at most 40 s whose 2.5 s context margins are
 dropped (attention is the only thing that sees a cut; see
@@ -83,8 +83,8 @@ class EncoderInfo:
 class ContentEncoder:
     """A loaded HuBERT-style encoder that turns 16 kHz audio into RVC content features."""
 
-    #: conv front-end piece length in output frames (20 s): bounds its activations (~20 MB per tensor)
-    conv_piece_frames = 1000
+    #: conv front-end piece length in output frames (5 s): bounds its activations (~33 MB per tensor)
+    conv_piece_frames = 250
 
     def __init__(
         self,
@@ -211,16 +211,22 @@ class ContentEncoder:
         kernel, step = conv.kernel_size[0], conv.stride[0]
         frames = (wav.numel() - kernel) // step + 1
         per_piece = max(1, self.conv_piece_frames * self.stride // step)
-        total = torch.zeros(conv.out_channels, dtype=torch.float64, device=wav.device)
-        total_sq = torch.zeros_like(total)
+        count = 0
+        mean = torch.zeros(conv.out_channels, dtype=torch.float64, device=wav.device)
+        m2 = torch.zeros_like(mean)  # sum of squared deviations
         with autocast_off(self.device):
             for f0 in range(0, frames, per_piece):
                 f1 = min(frames, f0 + per_piece)
-                out = conv(wav[f0 * step : (f1 - 1) * step + kernel].float()[None, None])[0].double()
-                total += out.sum(dim=1)
-                total_sq += (out * out).sum(dim=1)
-        mean = total / frames
-        var = (total_sq / frames - mean * mean).clamp_min(0.0)
+                out = conv(wav[f0 * step : (f1 - 1) * step + kernel].float()[None, None])[0]
+                var_p, mean_p = torch.var_mean(out, dim=1, correction=0)
+                n_p = f1 - f0
+                # Chan et al.'s pairwise update merges this piece's statistics exactly.
+                delta = mean_p.double() - mean
+                total = count + n_p
+                mean += delta * (n_p / total)
+                m2 += var_p.double() * n_p + delta * delta * (count * n_p / total)
+                count = total
+        var = m2 / count
         return mean.float()[:, None], var.float()[:, None]
 
     def _encode(
@@ -261,9 +267,9 @@ class ContentEncoder:
         first = layers[0]
         mean, var = stats
         norm = first.layer_norm
+        scale = torch.rsqrt(var + norm.eps) * norm.weight[:, None]
         h = first.conv(x[:, None])
-        h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
-        h = first.activation(h)
+        h = first.activation(h.sub_(mean).mul_(scale).add_(norm.bias[:, None]))  # in place: no temporaries
         for layer in layers[1:]:
             h = layer(h)
         return h
