@@ -99,23 +99,33 @@ def _ckpt_info(args: argparse.Namespace, ws: Any) -> int:
     return 0
 
 
+def _weights_target(ws: Any, out: str | None, name: str | None, default: str) -> Path:
+    from engines.core.settings import safe_name
+
+    if out:
+        return Path(out)
+    stem = safe_name(name or default)
+    return ws.weights / (stem if stem.endswith(".pth") else f"{stem}.pth")
+
+
 def _ckpt_extract(args: argparse.Namespace, ws: Any) -> int:
     from engines.rvc import checkpoints
 
-    kwargs = {k: v for k, v in {"name": args.name, "out": args.out, "sr": args.sr, "version": args.version,
-                                "f0": args.f0, "info": args.info}.items() if v is not None}
-    result = checkpoints.extract_small_model(ws, Path(args.checkpoint), **kwargs)
-    _print(args, result, f"small model written: {result}")
+    src = Path(args.checkpoint)
+    target = _weights_target(ws, args.out, args.name, f"{src.parent.name}_{src.stem}")
+    result = checkpoints.extract_small_model(src, target, sr=args.sr, f0=None if args.f0 is None else bool(args.f0),
+                                             version=args.version, info=args.info or "", hooks=_hooks(args))
+    _print(args, {"output": result}, f"small model written: {result}")
     return 0
 
 
 def _ckpt_merge(args: argparse.Namespace, ws: Any) -> int:
     from engines.rvc import checkpoints
 
-    kwargs = {k: v for k, v in {"name": args.name, "out": args.out, "info": args.info}.items() if v is not None}
-    result = checkpoints.merge_models(ws, _resolve_model(ws, args.model_a), _resolve_model(ws, args.model_b),
-                                      args.alpha, **kwargs)
-    _print(args, result, f"merged model written: {result}")
+    a, b = _resolve_model(ws, args.model_a), _resolve_model(ws, args.model_b)
+    target = _weights_target(ws, args.out, args.name, f"{a.stem}+{b.stem}_a{args.alpha:g}")
+    result = checkpoints.merge_models(a, b, args.alpha, target, info=args.info or "", hooks=_hooks(args))
+    _print(args, {"output": result}, f"merged model written: {result}")
     return 0
 
 
