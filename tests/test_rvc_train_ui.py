@@ -104,14 +104,19 @@ def test_train_job_end_to_end_then_cancel_keeps_only_whole_files(ws, voice):
     assert "Cancelled" in runner.read_log(job_id)
 
 
-def test_missing_hubert_fails_before_any_work(ws, voice):
-    data, _ = voice
+def test_missing_hubert_fails_before_any_work(tmp_path, monkeypatch):
+    for var in ("VOICELAB_HUBERT", "VOICELAB_RMVPE", "VOICELAB_ASSETS"):
+        monkeypatch.delenv(var, raising=False)
+    ws = _workspace_with_assets(tmp_path, hubert=False, pretrained=False)
     runner = JobRunner(ws)
-    rec = runner.wait(runner.submit("rvc.train", _params("nohubert", data, Path(""), hubert_path="")), timeout=30)
+    params = dict(exp_name="nohubert", dataset=str(tmp_path / "voice"), f0_method="pm")
+    rec = runner.wait(runner.submit("rvc.train", params), timeout=30)
     assert rec.state == "failed"
-    assert "Missing model file" in rec.error and "hubert" in rec.error.lower()
+    assert "Missing model file 'hubert/hubert_base.pt'" in rec.error
     assert "voicelab assets download hubert_base" in rec.error
     assert not (ws.experiment_dir("nohubert") / "0_gt_wavs").exists()  # failed before preprocessing
+    rec = runner.wait(runner.submit("rvc.preprocess", {**params, "skip_feature": True, "f0_method": "rmvpe"}), 30)
+    assert rec.state == "failed" and "rmvpe.pt" in rec.error  # the pitch method's model is checked too
 
 
 def test_pretrained_names_and_asset_rows(ws):
@@ -121,3 +126,105 @@ def test_pretrained_names_and_asset_rows(ws):
     assert pretrained_asset_names("48k", "v1", False) == ("pretrained/G48k", "pretrained/D48k")
     g, d = pretrained_paths(ws.settings, "32k", "v2", True)
     assert g.name == "f0G32k.pth" and d.name == "f0D32k.pth" and g.parent.name == "pretrained_v2"
+
+
+def _workspace_with_assets(root: Path, hubert: bool, pretrained: bool):
+    """A workspace whose assets folder (empty or holding stand-in files) is its own."""
+    from engines.core.settings import Workspace
+
+    assets = root / "assets"
+    assets.mkdir(parents=True)
+    if hubert:
+        (assets / "hubert").mkdir()
+        (assets / "hubert" / "hubert_base.pt").write_bytes(b"x")
+    if pretrained:
+        (assets / "pretrained_v2").mkdir()
+        for name in ("f0G40k.pth", "f0D40k.pth"):
+            (assets / "pretrained_v2" / name).write_bytes(b"x")
+    return Workspace.open(root / "ws", overrides={"assets_dir": str(assets)})
+
+
+def test_tab_builds_translated_and_shows_what_a_run_needs(tmp_path, monkeypatch):
+    from engines.core.jobs import JobRunner
+    from voicelab_ui import i18n
+    from voicelab_ui.app import build_app
+    from voicelab_ui.context import UIContext
+    from voicelab_ui.tabs import rvc_train
+
+    for var in ("VOICELAB_HOME", "VOICELAB_ASSETS", "VOICELAB_HUBERT", "VOICELAB_RMVPE"):
+        monkeypatch.delenv(var, raising=False)
+    ws = _workspace_with_assets(tmp_path, hubert=False, pretrained=True)
+    i18n.USED_KEYS.clear()
+    build_app(UIContext(ws=ws, runner=JobRunner(ws)))
+    assert i18n.missing_translations() == []
+    used = i18n.USED_KEYS
+    assert {"rvc.tr.train", "rvc.tr.preprocess", "rvc.tr.assets", "rvc.tr.loss", "rvc.tr.advanced"} <= used
+    shown = {"sr", "version", "f0", "f0_method", "total_epoch", "batch_size", "save_every_epoch",
+             "save_every_weights", "pretrained_g", "pretrained_d", "gpus", "skip_preprocess", "max_steps"}
+    assert {f"param.{n}" for n in shown} <= used
+    assert "param.segment_size" not in used and "param.model_config" not in used
+
+    # The pretrained fields follow sr/version/f0 when the files are present; a typed path is kept.
+    g, d = rvc_train.pretrained_for(ws, "40k", "v2", True, "", "")
+    assert g.endswith("pretrained_v2/f0G40k.pth") and d.endswith("pretrained_v2/f0D40k.pth")
+    assert rvc_train.pretrained_for(ws, "48k", "v2", True, g, d) == ("", "")  # not present: from scratch
+    assert rvc_train.pretrained_for(ws, "48k", "v2", True, "/my/G.pth", d)[0] == "/my/G.pth"
+
+    rows = rvc_train.asset_rows(ws, "40k", "v2", True, "rmvpe", pretrained_g=g, pretrained_d=d)
+    md = rvc_train.assets_markdown(rows, rvc_train.f0_choices(ws)[1])
+    hubert_row = next(r for r in rows if r["item"].startswith("HuBERT"))
+    assert not hubert_row["ok"] and "voicelab assets download hubert_base" in hubert_row["fix"]
+    assert all(r["ok"] for r in rows if r["item"].startswith("Pretrained"))
+    assert "rmvpe" in md and "Missing model file 'rmvpe.pt'" in md  # unavailable methods say why
+    rows48 = rvc_train.asset_rows(ws, "48k", "v1", False, "pm")
+    assert any(r["fix"] == "voicelab assets download pretrained/G48k pretrained/D48k" for r in rows48)
+
+
+def test_curves_and_checkpoint_rows_from_an_experiment(ws):
+    from voicelab_ui.tabs import rvc_train
+
+    root = ws.experiment_dir("curves")
+    root.mkdir(parents=True)
+    lines = [{"kind": "step", "epoch": 1, "step": s, "lr": 1e-4, "loss_gen_all": 30.0 - s, "loss_mel": 20.0,
+              "loss_kl": 2.0, "loss_fm": 3.0, "loss_disc": 4.0} for s in (1, 2)]
+    lines.append({"kind": "epoch", "epoch": 1, "step": 2, "loss_mel": 20.0})
+    (root / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    for name in ("G_2.pth", "D_2.pth"):
+        (root / name).write_bytes(b"0" * 2048)
+    (ws.weights / "curves_e1_s2.pth").write_bytes(b"0")
+    (ws.weights / "curves_extra_e1_s2.pth").write_bytes(b"0")  # another experiment's model
+
+    loss, lr = rvc_train.loss_frames(ws, "curves")
+    assert set(loss["series"]) == {"G total", "mel", "kl", "fm", "D"} and len(loss) == 10
+    assert list(lr["step"]) == [1, 2]
+    rows = rvc_train.saved_rows(ws, "curves")
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("G checkpoint", "G_2.pth", 1, 2), ("D checkpoint", "D_2.pth", 1, 2), ("small model", "curves_e1_s2.pth", 1, 2)]
+    stamp = rvc_train.view_stamp(ws, "curves")
+    (root / "metrics.jsonl").write_text((root / "metrics.jsonl").read_text() + json.dumps(lines[0]) + "\n")
+    assert rvc_train.view_stamp(ws, "curves") != stamp
+    assert rvc_train.loss_frames(ws, "unknown")[0].empty and not ws.experiment_dir("unknown").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_tab_shows_assets_and_a_started_job_reports_missing_hubert(tmp_path):
+    from browser import browser_page, studio
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    env = {"VOICELAB_ASSETS": str(assets), "VOICELAB_HUBERT": "", "VOICELAB_RMVPE": ""}
+    with studio(tmp_path / "ws", env=env) as (url, _), browser_page() as page:
+        page.goto(url)
+        page.get_by_role("tab", name="RVC Train").click()
+        status = page.locator("#vl-rvc-assets")
+        status.get_by_text("voicelab assets download hubert_base").wait_for()
+        assert "pretrained_v2/f0G40k" in status.inner_text()
+        page.locator("#vl-rvc-exp input").fill("browser_exp")
+        page.locator("#vl-rvc-exp input").press("Enter")
+        page.locator("#vl-rvc-dataset input").fill(str(tmp_path / "ws" / "voice"))
+        page.locator("#vl-rvc-dataset input").press("Enter")
+        page.locator("#vl-rvc-train").click()
+        page.locator("#vl-job-status").get_by_text("failed").wait_for()
+        assert "Missing model file 'hubert/hubert_base.pt'" in page.locator("#vl-job-status").inner_text()
+        page.locator("#vl-rvc-result").get_by_text("voicelab assets download hubert_base").wait_for()
