@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError
+from engines.core.errors import Cancelled, InvalidInputError, InvalidModelError, MissingAssetError
 from engines.core.hooks import Hooks
 from engines.rvc.hubert import load_content_encoder, parse_conv_layers
 from engines.rvc.safe_pickle import safe_torch_load
@@ -130,6 +130,10 @@ def test_windowed_extraction_matches_one_shot(golden_encoder):
     assert windowed.shape == whole.shape == (299, 32)
     rel = (windowed - whole).norm() / whole.norm()
     assert rel < 0.03, rel  # measured ~0.008: only attention sees the window edges
+    stop = Hooks()
+    stop.cancel_event.set()
+    with pytest.raises(Cancelled):
+        golden_encoder.extract(audio, "v2", window_seconds=2.5, context_seconds=0.6, hooks=stop)
 
 
 def test_missing_checkpoint_names_file_place_and_command(tmp_path):

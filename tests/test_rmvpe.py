@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines.core.errors import InvalidModelError, MissingAssetError
+from engines.core.errors import Cancelled, InvalidModelError, MissingAssetError
+from engines.core.hooks import Hooks
 from engines.rvc.rmvpe import (
     CENTS_BASE,
     PitchNet,
@@ -108,6 +109,13 @@ def test_windowed_inference_matches_one_shot(tmp_path):
     f0 = model.infer(audio)
     assert f0.shape == (len(audio) // 160 + 1,) and f0.dtype == np.float32
     assert model.infer(np.zeros(1000, np.float32)).shape == (7,)
+    progress: list[float] = []
+    model.infer(audio, window_frames=96, hooks=Hooks(progress=lambda f, m: progress.append(f)))
+    assert progress[-1] == 1.0 and len(progress) == 5  # 401 frames in 96-frame windows
+    stop = Hooks()
+    stop.cancel_event.set()
+    with pytest.raises(Cancelled):
+        model.infer(audio, hooks=stop)
 
 
 def test_missing_and_invalid_files(tmp_path):

@@ -139,6 +139,7 @@ class ContentEncoder:
         *,
         window_seconds: float = 40.0,
         context_seconds: float = 2.5,
+        hooks: Hooks | None = None,
     ) -> "torch.Tensor":
         """Content features ``[frames, dim]`` (float32, on the encoder's device).
 
@@ -147,13 +148,16 @@ class ContentEncoder:
         input up to ``window_seconds``; longer audio is cut into windows whose
         ``context_seconds`` margins on each side are computed and dropped, so
         only attention sees a cut (measured ~1% relative difference on random
-        weights) and memory stays bounded.
+        weights) and memory stays bounded. ``hooks`` (default: the ones given
+        at load) receive the log line about a missing tap layer and can cancel
+        between windows.
         """
         import torch
         import torch.nn.functional as F
 
+        hooks = hooks if hooks is not None else self._hooks
         version = _normalise_version(version)
-        tap = self._tap_layer(version)
+        tap = self._tap_layer(version, hooks)
         self.dim(version)  # validates v1 availability early
         wav = _as_mono_tensor(audio_16k)
         total = self.num_frames(wav.numel())
@@ -178,10 +182,10 @@ class ContentEncoder:
                 stop = (hi - 1) * self.stride + self.receptive_field
                 feats = self._encode(wav[start:stop], tap, version, stats)
                 pieces.append(feats[first - lo : last - lo])
-                self._hooks.check_cancel()
+                hooks.check_cancel()
             return torch.cat(pieces, dim=0)
 
-    def _tap_layer(self, version: str) -> int:
+    def _tap_layer(self, version: str, hooks: Hooks) -> int:
         wanted = V1_LAYER if version == "v1" else V2_LAYER
         if wanted <= self.num_layers:
             return wanted
@@ -192,7 +196,7 @@ class ContentEncoder:
                 f"{wanted} for {version} features."
             )
             log.warning(msg)
-            self._hooks.log(msg)
+            hooks.log(msg)
         return self.num_layers
 
     def _first_norm_stats(self, wav: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor] | None":

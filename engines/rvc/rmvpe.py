@@ -333,10 +333,19 @@ class RMVPE:
         return out[:, :frames].float()
 
     def salience(
-        self, audio_16k: np.ndarray, *, window_frames: int = 2048, context_frames: int = 128
+        self,
+        audio_16k: np.ndarray,
+        *,
+        window_frames: int = 2048,
+        context_frames: int = 128,
+        hooks: Hooks | None = None,
     ) -> np.ndarray:
         """Salience ``[frames, 360]``; long audio is processed in windows of ``window_frames``
-        (plus ``context_frames`` of context on each side, dropped afterwards)."""
+        (plus ``context_frames`` of context on each side, dropped afterwards).
+
+        ``hooks`` (default: the ones given at load) get progress per window and can cancel.
+        """
+        hooks = hooks if hooks is not None else self._hooks
         wav = _as_mono(audio_16k)
         total = self.num_frames(wav.size)
         padded = torch.from_numpy(reflect_pad_for_centre(wav, self.mel.cfg.n_fft)).to(self.device)[None]
@@ -352,17 +361,24 @@ class RMVPE:
                 mel = self.mel.frames(padded, lo, hi)
                 hidden = self.hidden_from_mel(mel)[0]
                 out[first:last] = hidden[first - lo : last - lo].cpu().numpy()
-                self._hooks.check_cancel()
-                self._hooks.progress((n + 1) / len(starts), "RMVPE pitch")
+                hooks.check_cancel()
+                hooks.progress((n + 1) / len(starts), "RMVPE pitch")
         return out
 
-    def infer(self, audio_16k: np.ndarray, threshold: float = 0.03, *, window_frames: int = 2048) -> np.ndarray:
+    def infer(
+        self,
+        audio_16k: np.ndarray,
+        threshold: float = 0.03,
+        *,
+        window_frames: int = 2048,
+        hooks: Hooks | None = None,
+    ) -> np.ndarray:
         """Pitch in Hz per 10 ms frame (``len(audio)//160 + 1`` frames); 0 = unvoiced.
 
         ``window_frames`` bounds memory (about +300 MB at the default 2048 frames for the
         released network on CPU; halve it to save ~120 MB at ~10% more time).
         """
-        return salience_to_hz(self.salience(audio_16k, window_frames=window_frames), threshold)
+        return salience_to_hz(self.salience(audio_16k, window_frames=window_frames, hooks=hooks), threshold)
 
 
 def _pad_time(mel: torch.Tensor, amount: int) -> torch.Tensor:
