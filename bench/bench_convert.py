@@ -93,6 +93,7 @@ def child(ws_dir: str, model: str, hubert: str, audio: str, f0_method: str) -> N
         "times": f.times,
         "streamed": f.streamed,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
     }))
 
 
@@ -131,6 +132,7 @@ def main() -> None:
             "input_seconds": seconds,
             "runs": len(runs),
             "seconds_per_audio_second": round(med("seconds") / seconds, 3),
+            "cpu_seconds_per_audio_second_incl_load": round(med("cpu_seconds") / seconds, 3),
             "hubert_per_audio_second": round(stage_med.get("hubert", 0.0) / seconds, 3),
             "synth_per_audio_second": round(stage_med.get("synth", 0.0) / seconds, 3),
             "f0_per_audio_second": round(stage_med.get("f0", 0.0) / seconds, 3),
