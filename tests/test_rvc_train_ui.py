@@ -90,13 +90,15 @@ def test_train_job_end_to_end_then_cancel_keeps_only_whole_files(ws, voice):
     assert listed == {("G", 1, steps), ("D", 1, steps), ("model", 1, steps)}
     assert "job" in list_experiments(ws)
 
-    # Resume towards many epochs, saving every epoch, and cancel once training runs.
-    job_id = runner.submit("rvc.train", _params("job", data, hubert, total_epoch=200))
+    # Resume towards many epochs and cancel once training runs (no save is due, so none may appear).
+    job_id = runner.submit("rvc.train", _params("job", data, hubert, total_epoch=200, save_every_epoch=100))
     _wait_for(lambda: (runner.get(job_id).message or "").startswith("epoch "), 120, "training to start")
     assert runner.cancel(job_id)
     final = runner.wait(job_id, timeout=60)
     assert final.state == "cancelled"
     exp_dir = ws.experiment_dir("job")
+    assert sorted(p.name for p in exp_dir.glob("[GD]_*.pth")) == [f"D_{steps}.pth", f"G_{steps}.pth"]
+    assert sorted(p.name for p in ws.weights.glob("*.pth")) == ["job.pth", f"job_e1_s{steps}.pth"]
     leftovers = [p for p in list(exp_dir.rglob("*")) + list(ws.weights.rglob("*")) if ".part" in p.name or ".tmp" in p.name]
     assert leftovers == []
     for path in list(exp_dir.glob("G_*.pth")) + list(exp_dir.glob("D_*.pth")) + list(ws.weights.glob("job*.pth")):
@@ -145,17 +147,23 @@ def _workspace_with_assets(root: Path, hubert: bool, pretrained: bool):
 
 
 def test_tab_builds_translated_and_shows_what_a_run_needs(tmp_path, monkeypatch):
+    import gradio as gr
+
     from engines.core.jobs import JobRunner
     from voicelab_ui import i18n
-    from voicelab_ui.app import build_app
     from voicelab_ui.context import UIContext
     from voicelab_ui.tabs import rvc_train
+    from voicelab_ui.widgets import job_panel
 
     for var in ("VOICELAB_HOME", "VOICELAB_ASSETS", "VOICELAB_HUBERT", "VOICELAB_RMVPE"):
         monkeypatch.delenv(var, raising=False)
     ws = _workspace_with_assets(tmp_path, hubert=False, pretrained=True)
     i18n.USED_KEYS.clear()
-    build_app(UIContext(ws=ws, runner=JobRunner(ws)))
+    ctx = UIContext(ws=ws, runner=JobRunner(ws))
+    with gr.Blocks() as demo:  # the tab alone, with the job panel it reports to (as app.build_app does)
+        ctx.demo = demo
+        job_panel(ctx)
+        rvc_train.build(ctx)
     assert i18n.missing_translations() == []
     used = i18n.USED_KEYS
     assert {"rvc.tr.train", "rvc.tr.preprocess", "rvc.tr.assets", "rvc.tr.loss", "rvc.tr.advanced"} <= used

@@ -160,6 +160,8 @@ OWN_HELP = {
     "version": ("Model version (v2: 768-d HuBERT layer 12 features; v1: 256-d)", "模型版本（v2：768 维 HuBERT 第 12 层特征；v1：256 维）"),
     "seed": ("Random seed of the training run", "训练随机种子"),
 }
+# param_widgets also looks the generic help keys up; give them a neutral text when no other tab did.
+FIELD_STRINGS.update({f"help.{name}": FIELD_STRINGS[f"param.{name}"] for name in OWN_HELP})
 for _key, _value in FIELD_STRINGS.items():
     STRINGS.setdefault(_key, _value)
 add({f"rvc.tr.help.{name}": value for name, value in OWN_HELP.items()})
@@ -493,7 +495,8 @@ def build(ctx: UIContext) -> None:
 
     ctx.job_finished.change(after_job, [ctx.job_finished, exp, dataset],
                             [dataset, result_md, exp, *view_outputs], show_progress="hidden")
-    ctx.job_finished.change(show_assets, status_inputs, assets_md, show_progress="hidden")
+    ctx.job_finished.change(recheck, [widgets["rmvpe_path"], *status_inputs], [widgets["f0_method"], assets_md],
+                            show_progress="hidden")  # e.g. after a model download
     if ctx.demo is not None:
         ctx.demo.load(show_assets, status_inputs, assets_md)
         ctx.demo.load(lambda n: views(n, ""), [exp], view_outputs)
