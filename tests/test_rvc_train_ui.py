@@ -236,3 +236,9 @@ def test_browser_tab_shows_assets_and_a_started_job_reports_missing_hubert(tmp_p
         page.locator("#vl-job-status").get_by_text("failed").wait_for()
         assert "Missing model file 'hubert/hubert_base.pt'" in page.locator("#vl-job-status").inner_text()
         page.locator("#vl-rvc-result").get_by_text("voicelab assets download hubert_base").wait_for()
+
+        from gradio_client import Client
+
+        client = Client(url, verbose=False)
+        assert client.predict("browser_exp", api_name="/rvc_train_checkpoints") == []
+        assert client.predict("browser_exp", api_name="/rvc_train_metrics") == []

@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from engines.assets.check import human_size
 from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
@@ -169,12 +170,6 @@ add({f"rvc.tr.help.{name}": value for name, value in OWN_HELP.items()})
 
 # -- data helpers (no Gradio state) ---------------------------------------------------------
 
-def _human_size(n: int) -> str:
-    from engines.assets.check import human_size
-
-    return human_size(n)
-
-
 def f0_choices(ws: Any, rmvpe_path: str = "") -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Dropdown choices for the pitch method (unavailable ones marked) and the reason of each unavailable one."""
     from engines.rvc.f0 import available_f0_methods
@@ -283,7 +278,7 @@ def loss_frames(ws: Any, exp: str) -> tuple[Any, Any]:
 
 def saved_rows(ws: Any, exp: str) -> list[list[Any]]:
     kinds = {"G": "G checkpoint", "D": "D checkpoint", "model": "small model"}
-    return [[kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, _human_size(s.size),
+    return [[kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, human_size(s.size),
              time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.mtime))] for s in saved_files(ws, exp)]
 
 
