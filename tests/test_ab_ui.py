@@ -99,3 +99,49 @@ def test_ab_tab_helpers(ws, tmp_path):
     assert ranking_rows(ws, "ab:models")[0][1] == "x"
     assert changed_params({"transpose": 12, "index_rate": 0.75, "f0_method": "pm"}) == {"transpose": 12,
                                                                                       "f0_method": "pm"}
+
+
+def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):
+    """The CosyVoice tab's pending comparison: both takes synthesised in one job, then judged like any pair."""
+    from pathlib import Path
+
+    from engines.core.jobs import JobRunner
+    from engines.cosyvoice import synth
+    from engines.cosyvoice.ops import send_to_ab
+    from engines.rvc import ab
+    from engines.rvc.ops_convert import read_cosyvoice_pending
+
+    ckpts = []
+    for n in (1, 4):
+        p = ws.cosyvoice / "exp" / f"epoch_{n}_whole.pt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+        ckpts.append(p)
+    send_to_ab(ws, str(ws.cosyvoice / "models" / "alice"), str(ckpts[0]), str(ckpts[1]), text="Hello.",
+               speaker="alice", seed=3)
+    assert read_cosyvoice_pending(ws)["seed"] == 3
+    seen = {}
+
+    def fake_grid(model_dir, text, speaker, out_dir, presets=("neutral",), speeds=(1.0,), checkpoints=(None,),
+                  seed=0, **kw):
+        seen.update(text=text, speaker=speaker, seed=seed, checkpoints=list(checkpoints))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        items = []
+        for i, c in enumerate(checkpoints):
+            path = Path(out_dir) / f"take{i}.wav"
+            sf.write(path, np.full(2400, 0.1 * (i + 1), np.float32), 24000)
+            items.append(synth.GridItem(c, presets[0], speeds[0], path))
+        return items
+
+    monkeypatch.setattr(synth, "compare_grid", fake_grid)
+    runner = JobRunner(ws, light_workers=1)
+    rec = runner.wait(runner.submit("rvc.ab_render", {"cosyvoice_pending": True, "blind": True}), 60)
+    assert rec.state == "done", rec.error
+    assert seen == {"text": "Hello.", "speaker": "alice", "seed": 3, "checkpoints": [str(c) for c in ckpts]}
+    assert rec.result["candidates"] == ["epoch_1_whole", "epoch_4_whole"] and rec.result["pairs"] == 1
+    assert read_cosyvoice_pending(ws) is None  # loaded once; the record is kept beside it
+    session = ab.load_session(ws, rec.result["session"])
+    assert session.view(0)["labels"] is None and session.name == "cosyvoice_alice"
+    revealed = ab.vote(ws, session.id, 0, "B")
+    assert set(revealed["labels"].values()) == {"epoch_1_whole", "epoch_4_whole"}
+    assert ab.ranking(ws, name="cosyvoice_alice")[0].label == revealed["labels"]["B"]

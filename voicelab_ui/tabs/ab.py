@@ -23,7 +23,7 @@ from engines.rvc.ops_convert import list_experiments, list_models, read_cosyvoic
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.paths import confine
-from voicelab_ui.tabs.convert import f0_method_choices, index_choices
+from voicelab_ui.tabs.convert import f0_method_choices, form_overrides, index_choices
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 MAX_CLIPS = 500
@@ -151,10 +151,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                 f0_b = gr.Dropdown(choices=f0_opts, value=f0_default, label=t("param.f0_method"), min_width=200)
                 with gr.Row():
                     wb = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
-                                       overrides={"normalize": {"info": t("help.convert_normalize")},
-                                                  **{k: {"min_width": 200} for k in ("transpose", "index_rate",
-                                                     "filter_radius", "resample_sr", "rms_mix_rate", "protect",
-                                                     "speaker_id", "normalize")}})
+                                       overrides=form_overrides(ConvertParams, min_width=200))
             run_params = gr.Button(t("abl.compare_params"), variant="primary", elem_id="vl-ab-run-params")
     with gr.Row(equal_height=False):
         index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("abl.index"),
@@ -165,10 +162,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         f0_a = gr.Dropdown(choices=f0_opts, value=f0_default, label=t("param.f0_method"), min_width=200)
         with gr.Row():
             wa = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
-                               overrides={"normalize": {"info": t("help.convert_normalize")},
-                                          **{k: {"min_width": 200} for k in ("transpose", "index_rate",
-                                             "filter_radius", "resample_sr", "rms_mix_rate", "protect",
-                                             "speaker_id", "normalize")}})
+                               overrides=form_overrides(ConvertParams, min_width=200))
     status = gr.Markdown(elem_id="vl-ab-status")
 
     with gr.Accordion(t("abl.listen"), open=True, elem_id="vl-ab-listen"):

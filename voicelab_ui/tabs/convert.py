@@ -110,6 +110,15 @@ def f0_method_choices(probe: Any, rmvpe: str | None = None) -> tuple[list[tuple[
     return choices, default, why
 
 
+def form_overrides(cls: type, min_width: int) -> dict[str, dict]:
+    """Widget overrides for a ConvertParams form: narrow-screen width, and normalize's conversion help."""
+    import dataclasses
+
+    out: dict[str, dict] = {f.name: {"min_width": min_width} for f in dataclasses.fields(cls)}
+    out["normalize"]["info"] = t("help.convert_normalize")
+    return out
+
+
 def index_choices(ws: Any) -> list[tuple[str, str]]:
     return [("auto", "auto"), ("none", "none")] + [(r["name"], r["path"]) for r in list_indexes(ws)]
 
@@ -169,12 +178,7 @@ def build(ctx: UIContext) -> None:
                 gr.Markdown(f0_why)
         with gr.Row():
             widgets = param_widgets(ConvertParams, skip=("f0_method",),
-                                    overrides={"normalize": {"info": t("help.convert_normalize")},
-                                               **{k: {"min_width": 220} for k in ("transpose", "index_rate",
-                                                                                 "filter_radius", "resample_sr",
-                                                                                 "rms_mix_rate", "protect",
-                                                                                 "speaker_id", "output_format",
-                                                                                 "normalize", "seed")}})
+                                    overrides=form_overrides(ConvertParams, min_width=220))
     widgets = {"f0_method": f0_method, **widgets}
     run = gr.Button(t("vc.convert"), variant="primary", elem_id="vl-vc-run")
     with gr.Accordion(t("vc.results"), open=True):
@@ -229,7 +233,7 @@ def build(ctx: UIContext) -> None:
             found = resolve_index(ws, "auto", resolve_model(ws, m))
         except VoiceLabError:
             return ""
-        return f"→ `{Path(found).name}`" if found else "→ —"
+        return f"auto → `{Path(found).name}`" if found else "auto → (no index found for this model)"
 
     def reload_lists(m: str, a: str, b: str, im: str, g: str) -> tuple:
         ms = list_models(ws)
@@ -334,7 +338,7 @@ def build(ctx: UIContext) -> None:
     def after_job(marker: str, m: str, a: str, b: str, im: str, g: str) -> dict:
         rec = finished_record(ctx, marker)
         if rec is None or rec.op not in ("rvc.convert", "rvc.ckpt_extract", "rvc.ckpt_merge"):
-            return {}
+            return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         out: dict = {}
         res = rec.result or {}
         if rec.op == "rvc.convert":

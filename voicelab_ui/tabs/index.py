@@ -101,11 +101,11 @@ def build(ctx: UIContext) -> None:
         job_id = (marker or "").split(":", 1)[0]
         rec = ctx.runner.get(job_id) if job_id else None
         if rec is None:
-            return {}
+            return {result_md: gr.update()}
         if rec.op.startswith("rvc.") and rec.op != "rvc.index":  # new features/weights: refresh the lists only
             return {exp: gr.update(choices=list_experiments(ctx.ws), value=e)}
         if rec.op != "rvc.index":
-            return {}
+            return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         if rec.state != "done":
             return {result_md: f"✘ **{rec.state}**: {rec.error or rec.message}", result: []}
         res = rec.result or {}
