@@ -56,7 +56,7 @@ def _wait_for(predicate, timeout: float, what: str):
 def test_train_job_end_to_end_then_cancel_keeps_only_whole_files(ws, voice):
     import torch
 
-    from engines.rvc.ops_train import list_experiments, read_metrics, saved_files
+    from engines.rvc.ops_train import experiment_settings, list_experiments, read_metrics, saved_files
 
     data, hubert = voice
     runner = JobRunner(ws)
@@ -89,6 +89,7 @@ def test_train_job_end_to_end_then_cancel_keeps_only_whole_files(ws, voice):
     listed = {(s.kind, s.epoch, s.step) for s in saved_files(ws, "job")}
     assert listed == {("G", 1, steps), ("D", 1, steps), ("model", 1, steps)}
     assert "job" in list_experiments(ws)
+    assert experiment_settings(ws, "job") == {"sr": "32k", "version": "v2", "f0_method": "pm"}
 
     # Resume towards many epochs and cancel once training runs (no save is due, so none may appear).
     job_id = runner.submit("rvc.train", _params("job", data, hubert, total_epoch=200, save_every_epoch=100))

@@ -156,6 +156,34 @@ def read_metrics(ws: Workspace, exp_name: str, kind: str | None = None) -> list[
     return metrics_records(ws, exp_name, kind)
 
 
+def experiment_settings(ws: Workspace, exp_name: str) -> dict[str, Any]:
+    """What an existing experiment's files say about how it was made: sr, version, f0_method (when known).
+
+    For experiments made outside the studio's jobs (e.g. by the CLI), so a resumed run keeps them.
+    """
+    import json
+
+    if not experiment_exists(ws, exp_name):
+        return {}
+    root = ws.experiment_dir(exp_name)
+    out: dict[str, Any] = {}
+    try:
+        rate = int(json.loads((root / "config.json").read_text(encoding="utf-8"))["data"]["sampling_rate"])
+        out["sr"] = f"{rate // 1000}k"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = [v for v, dims in (("v2", 768), ("v1", 256)) if (root / f"3_feature{dims}").is_dir()]
+    if len(found) == 1:
+        out["version"] = found[0]
+    try:
+        method = json.loads((root / ".cache.json").read_text(encoding="utf-8"))["f0"]["method"]
+        if method:
+            out["f0_method"] = str(method)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return out
+
+
 def _count(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.glob(pattern)) if folder.is_dir() else 0
 
@@ -223,4 +251,4 @@ def train_op(p: TrainParams, hooks: Hooks, ws: Workspace) -> dict:
 
 
 __all__ = ["preflight", "pretrained_asset_names", "pretrained_paths", "list_experiments", "saved_files", "SavedFile",
-           "read_metrics", "preprocess_op", "train_op"]
+           "read_metrics", "experiment_settings", "preprocess_op", "train_op"]

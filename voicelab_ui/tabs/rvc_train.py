@@ -22,6 +22,7 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
 from engines.rvc.ops_train import (
+    experiment_settings,
     list_experiments,
     pretrained_asset_names,
     pretrained_paths,
@@ -418,7 +419,8 @@ def build(ctx: UIContext) -> None:
     exp_fill = [dataset, *(widgets[n] for n in EXPERIMENT_FIELDS if n != "dataset")]
 
     def pick_experiment(name: str | None) -> list:
-        previous = last_run_params(ctx, (name or "").strip())
+        name = (name or "").strip()
+        previous = last_run_params(ctx, name) or experiment_settings(ws, name)
         return [previous[n] if n in previous else gr.update() for n in EXPERIMENT_FIELDS]
 
     exp.change(pick_experiment, [exp], exp_fill).then(lambda n: views(n, ""), [exp], view_outputs,
