@@ -20,16 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import os
-
-# oneDNN keeps every convolution primitive it creates for a new input shape (1024 by default,
-# each holding its scratch buffers). Conversion segments all have different lengths, so the
-# cache grew by ~20 MB per segment and never shrank. A small cache bounds that (the decoder's
-# fixed-size chunks still hit it). Read by oneDNN at its first use, so set before torch runs;
-# a value set by the user wins.
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
-
-from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError  # noqa: E402
+from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, to_dict, validate
 from engines.rvc.f0 import F0_METHODS

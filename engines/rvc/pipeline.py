@@ -399,8 +399,9 @@ def synthesize_chunked(net: Any, phone: Any, lengths: Any, pitch: Any, pitchf: A
     noise in the same order. Only the HiFi-GAN body, a pure convolution stack
     whose receptive field is ~16 frames, runs chunk by chunk with
     ``context_frames`` of real neighbours on both sides, so the waveform equals
-    the one-pass result (to float rounding) while the decoder's activations
-    (~80 MB per second of 48 kHz audio) are bounded by the chunk size.
+    the one-pass result (to float rounding; within ~16 frames of the segment's
+    two ends, which the pipeline discards, it may differ) while the decoder's
+    activations (~80 MB per second of 48 kHz audio) are bounded by the chunk size.
     """
     import torch
 
@@ -419,15 +420,20 @@ def synthesize_chunked(net: Any, phone: Any, lengths: Any, pitch: Any, pitchf: A
     upp = int(dec.upp)
     source = dec.m_source(pitchf, upp) if pitchf is not None else None
     total = zm.shape[-1]
-    if total <= chunk_frames + 2 * context_frames:
-        return dec._body(zm, g, source)[0, 0].float().cpu().numpy()
+    # Every chunk has the same shape (zeros beyond the segment's ends): oneDNN caches one set of
+    # primitives per input shape, and segment-dependent shapes made that cache grow without bound.
+    # The zero extension only changes the first/last ~16 frames of the segment, which lie inside
+    # the x_pad margins the pipeline discards (>= 100 frames).
+    width = chunk_frames + 2 * context_frames
+    zpad = torch.nn.functional.pad(zm, (context_frames, width))
+    spad = torch.nn.functional.pad(source, (context_frames * upp, width * upp)) if source is not None else None
     out = np.empty(total * upp, dtype=np.float32)
     for a in range(0, total, chunk_frames):
         b = min(total, a + chunk_frames)
-        lo, hi = max(0, a - context_frames), min(total, b + context_frames)
-        src = source[:, :, lo * upp : hi * upp] if source is not None else None
-        wave = dec._body(zm[:, :, lo:hi], g, src)
-        out[a * upp : b * upp] = wave[0, 0, (a - lo) * upp : (b - lo) * upp].float().cpu().numpy()
+        lo = a  # in padded frames: a - context_frames + context_frames
+        src = spad[:, :, lo * upp : (lo + width) * upp] if spad is not None else None
+        wave = dec._body(zpad[:, :, lo : lo + width], g, src)
+        out[a * upp : b * upp] = wave[0, 0, context_frames * upp : (context_frames + b - a) * upp].float().cpu().numpy()
         del wave
     return out
 
