@@ -494,9 +494,16 @@ def build(ctx: UIContext) -> None:
                             [dataset, result_md, exp, *view_outputs], show_progress="hidden")
     ctx.job_finished.change(recheck, [widgets["rmvpe_path"], *status_inputs], [widgets["f0_method"], assets_md],
                             show_progress="hidden")  # e.g. after a model download
+    def on_load(name: str | None, ds: str | None) -> tuple:
+        """Fresh lists; with no experiment chosen, follow the one a running training job trains."""
+        if not name:
+            active = ctx.runner.list(["running", "queued"], op_prefix="rvc.train", limit=1)
+            name = active[0].params.get("exp_name") if active else name
+        return reload_lists(name, ds)
+
     if ctx.demo is not None:
         ctx.demo.load(show_assets, status_inputs, assets_md)
-        ctx.demo.load(lambda n: views(n, ""), [exp], view_outputs)
+        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
 
     # -- API-only endpoints
     def metrics_api(exp_name: str) -> list:
