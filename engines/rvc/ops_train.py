@@ -47,10 +47,6 @@ def pretrained_paths(settings: Settings, sr: str, version: str, f0: bool) -> tup
     return asset_path(settings, g), asset_path(settings, d)
 
 
-def hubert_location(ws: Workspace, params: TrainParams) -> Path:
-    return Path(params.hubert_path) if params.hubert_path else ws.settings.resolved_hubert()
-
-
 def rmvpe_location(ws: Workspace, params: TrainParams) -> Path:
     return Path(params.rmvpe_path) if params.rmvpe_path else ws.settings.resolved_rmvpe()
 
