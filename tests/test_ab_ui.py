@@ -50,7 +50,8 @@ def test_blind_ab_flow_on_a_phone(tmp_path):
         page.wait_for_function("() => document.querySelector('#vl-ab-pair')?.innerText.includes('1 / 1')",
                                timeout=90000)
         # blind: both sides play, but nothing on the page says which checkpoint is which
-        assert _text(page, "#vl-ab-label-a") == "A" and _text(page, "#vl-ab-label-b") == "B"
+        page.wait_for_function("() => ['a', 'b'].every(s => document.querySelector('#vl-ab-label-' + s)"
+                               "?.innerText.trim() === s.toUpperCase())", timeout=10000)  # (once rendering settles)
         assert "spk_e" not in page.locator("#vl-ab-listen").inner_html()
         # narrow screen: the players stack (B below A) instead of squeezing side by side
         box_a = page.locator("#vl-ab-player-a").bounding_box()

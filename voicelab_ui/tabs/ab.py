@@ -19,11 +19,11 @@ from engines.core.params import build as build_params
 from engines.dataset.stats import list_clips, list_datasets
 from engines.rvc import ab
 from engines.rvc.convert import ConvertParams
-from engines.rvc.ops_convert import list_experiments, list_models, read_cosyvoice_pending, resolve_index, resolve_model
+from engines.rvc.ops_convert import list_experiments, list_models, read_cosyvoice_pending, resolve_model
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.paths import confine
-from voicelab_ui.tabs.convert import f0_method_choices, form_overrides, index_choices
+from voicelab_ui.tabs.convert import confined_index, f0_method_choices, form_overrides, index_choices
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 MAX_CLIPS = 500
@@ -265,7 +265,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             if len(cks) < 2:
                 raise gr.Error("Pick at least two saved checkpoints (weights/<experiment>_e<E>_s<S>.pth).")
             params = changed_params(params_a(f0, values))
-            index_path = resolve_index(ws, idx, cks[0].path)
+            index_path = confined_index(ws, idx, cks[0].path)
             cands = [ab.Candidate(model=str(c.path), params=params, index=index_path, label=c.label) for c in cks]
             session = ab.create_session(ws, path, cands, experiment=e, blind=bool(bl))
         except VoiceLabError as exc:
@@ -281,7 +281,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             cands = []
             for m in ms:
                 mp = resolve_model(ws, m)
-                cands.append(ab.Candidate(model=str(mp), params=params, index=resolve_index(ws, idx, mp),
+                cands.append(ab.Candidate(model=str(mp), params=params, index=confined_index(ws, idx, mp),
                                           label=mp.stem))
             session = ab.create_session(ws, path, cands, name="models", blind=bool(bl))
         except VoiceLabError as exc:
@@ -299,7 +299,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             pb = changed_params(vb_dict)
             if pa == pb:
                 raise gr.Error("The two parameter sets are the same; change something in set B.")
-            index_path = resolve_index(ws, idx, mp)
+            index_path = confined_index(ws, idx, mp)
             session = ab.create_session(ws, path, [ab.Candidate(model=str(mp), params=pa, index=index_path),
                                                    ab.Candidate(model=str(mp), params=pb, index=index_path)],
                                         name=f"{mp.stem}_params", blind=bool(bl))

@@ -55,7 +55,7 @@ add({
     "vc.extract_title": ("Extract a small model from a training checkpoint", "从训练检查点提取小模型"),
     "vc.extract_ckpt": ("Training checkpoint (G_*.pth)", "训练检查点 (G_*.pth)"),
     "vc.extract": ("Extract", "提取"),
-    "vc.merge_title": ("Merge two models (模型融合)", "模型融合"),
+    "vc.merge_title": ("Merge two models", "模型融合"),
     "vc.merge_a": ("Model A", "模型 A"),
     "vc.merge_b": ("Model B", "模型 B"),
     "vc.merge": ("Merge", "融合"),
@@ -117,6 +117,14 @@ def form_overrides(cls: type, min_width: int) -> dict[str, dict]:
     out: dict[str, dict] = {f.name: {"min_width": min_width} for f in dataclasses.fields(cls)}
     out["normalize"]["info"] = t("help.convert_normalize")
     return out
+
+
+def confined_index(ws: Any, idx: str, model_path: Path) -> str | None:
+    """The index to use ("auto"/"none"/a path), refusing paths outside the readable folders."""
+    found = resolve_index(ws, idx, model_path)
+    if found:
+        confine(ws, found, "index")
+    return found
 
 
 def index_choices(ws: Any) -> list[tuple[str, str]]:
@@ -197,7 +205,6 @@ def build(ctx: UIContext) -> None:
 
     # -- checkpoint tools
     with gr.Accordion(t("vc.tools"), open=False, elem_id="vl-vc-tools"):
-        tools_md = gr.Markdown(elem_id="vl-vc-tools-result")
         gr.Markdown(t("vc.info_title"))
         with gr.Row():
             info_model = gr.Dropdown(choices=models + generator_files(ws), value=None, allow_custom_value=True,
@@ -222,6 +229,7 @@ def build(ctx: UIContext) -> None:
             mg_w = param_widgets(MergeJob, skip=("model_a", "model_b"),
                                  overrides={k: {"min_width": 160} for k in ("alpha", "name", "info", "overwrite")})
         merge_btn = gr.Button(t("vc.merge"), elem_id="vl-vc-merge")
+        tools_md = gr.Markdown(elem_id="vl-vc-tools-result")
 
     names = list(widgets)
 
@@ -281,10 +289,12 @@ def build(ctx: UIContext) -> None:
             if not inputs:
                 raise gr.Error("Add audio files or a folder to convert.")
             model_path = resolve_model(ws, m or "")
+            confine(ws, model_path, "model")
+            index_path = confined_index(ws, idx or "auto", model_path)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = values_to_params(ConvertParams, names, values)
-        params.update(model=str(model_path), inputs=inputs, index=idx or "auto")
+        params.update(model=str(model_path), inputs=inputs, index=index_path or "none")
         return submit_job(ctx, "rvc.convert", params, title=f"Convert {len(inputs)} input(s) with {model_path.name}")
 
     run.click(start, [files, folder, model, index, *widgets.values()], ctx.job_id, api_name="convert_job")
@@ -408,9 +418,7 @@ def register_api(ctx: UIContext) -> None:
             src = confine(ws, audio, "audio file")
             model_path = resolve_model(ws, model)
             confine(ws, model_path, "model")
-            idx = resolve_index(ws, index or "", model_path)
-            if idx:
-                confine(ws, idx, "index")
+            idx = confined_index(ws, index or "", model_path)
             out, info = api_convert(ws, str(src), str(model_path), idx, transpose=int(transpose), f0_method=f0_method,
                                     index_rate=float(index_rate), filter_radius=int(filter_radius),
                                     resample_sr=int(resample_sr), rms_mix_rate=float(rms_mix_rate),
