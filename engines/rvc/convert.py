@@ -310,6 +310,16 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
 
         raise MissingAssetError(HUBERT_ASSET, str(enc_path), HUBERT_DOWNLOAD, why="voice conversion")
     encoder = get_encoder(enc_path, device)
+    from engines.rvc.index import DIM_OF_VERSION
+
+    if hasattr(encoder, "dim") and encoder.dim(vm.version) != DIM_OF_VERSION[vm.version]:
+        from engines.core.errors import InvalidModelError
+
+        raise InvalidModelError(
+            f"The content encoder {enc_path.name} gives {encoder.dim(vm.version)}-d features but "
+            f"{Path(model_path).name} is an RVC {vm.version} model ({DIM_OF_VERSION[vm.version]}-d).",
+            "Use HuBERT base (hubert_base.pt / ContentVec) as the content encoder.",
+        )
     index = None
     if index_path and params.index_rate > 0:
         from engines.rvc.index import DIM_OF_VERSION
