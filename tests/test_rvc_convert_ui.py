@@ -79,7 +79,7 @@ def test_index_convert_and_checkpoint_jobs(ws, tmp_path):
     make_fast_voice(ws.weights / "other.pth", "v1", "40k", f0=True, seed=1)
     rec = _run(runner, "rvc.ckpt_merge", {"model_a": "spk", "model_b": "other.pth", "alpha": 0.3})
     assert rec.state == "done", rec.error
-    assert Path(rec.result["model"]) == ws.weights / "merge_spk_other_0.3.pth" and rec.result["info"]["version"] == "v1"
+    assert Path(rec.result["model"]) == ws.weights / "spk+other_a0.3.pth" and rec.result["info"]["version"] == "v1"
     again = _run(runner, "rvc.ckpt_merge", {"model_a": "spk", "model_b": "other.pth", "alpha": 0.3})
     assert again.state == "failed" and "already exists" in again.error
     make_fast_voice(ws.weights / "v2.pth", "v2", "40k", f0=True)

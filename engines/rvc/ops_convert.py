@@ -174,8 +174,7 @@ def extract_op(p: ExtractJob, hooks: Hooks, ws: Workspace) -> dict:
     src = Path(p.checkpoint)
     if not src.is_file():
         raise InvalidInputError(f"Checkpoint not found: {p.checkpoint}", "Give the path of a G_*.pth file.")
-    default = f"{src.parent.name}_{src.stem}" if src.stem.startswith("G_") else f"{src.stem}_small"
-    target = _weights_target(ws, p.name.strip() or default, p.overwrite)
+    target = _weights_target(ws, p.name.strip() or f"{src.parent.name}_{src.stem}", p.overwrite)  # as the CLI names it
     out = extract_small_model(src, target, sr=p.sr or None, version=p.version or None, info=p.info, hooks=hooks)
     info = model_info(out)
     return {"summary": f"small model written: {out.name}", "model": str(out), "info": _jsonable(info)}
@@ -186,7 +185,7 @@ class MergeJob:
     model_a: str = param("", help="Model A (.pth path or name in weights/)")
     model_b: str = param("", help="Model B (.pth path or name in weights/)")
     alpha: float = param(0.5, min=0.0, max=1.0, step=0.05, help="Share of model A (1 = only A, 0 = only B)")
-    name: str = param("", help="Output name in weights/ (default: merge_<A>_<B>_<alpha>)")
+    name: str = param("", help="Output name in weights/ (default: <A>+<B>_a<alpha>)")
     info: str = param("", help="Text stored in the model's info field")
     overwrite: bool = param(False, help="Replace a model of the same name")
 
@@ -196,7 +195,7 @@ def merge_op(p: MergeJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.rvc.checkpoints import merge_models, model_info
 
     a, b = resolve_model(ws, p.model_a), resolve_model(ws, p.model_b)
-    target = _weights_target(ws, p.name.strip() or f"merge_{a.stem}_{b.stem}_{p.alpha:g}", p.overwrite)
+    target = _weights_target(ws, p.name.strip() or f"{a.stem}+{b.stem}_a{p.alpha:g}", p.overwrite)
     out = merge_models(a, b, p.alpha, target, info=p.info, hooks=hooks)
     return {"summary": f"merged model written: {out.name}", "model": str(out), "info": _jsonable(model_info(out))}
 
