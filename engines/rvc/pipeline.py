@@ -35,6 +35,12 @@ Fixed on purpose (documented differences):
 * Output level: peak normalised to 0.99 by default; with ``normalize=False``
   only upstream's anti-clipping (peak above 0.99 scaled down) is applied.
   Upstream converts to int16 itself; we hand float to the encoder.
+* Memory: the waveform decoder (HiFi-GAN/NSF body, ~80 MB of activations
+  per second of 48 kHz audio) runs over fixed-size overlapping chunks of
+  frames (``synthesize_chunked``); prior, flow and NSF excitation still see
+  the whole segment and draw noise in upstream's order, so kept samples equal
+  the one-pass ones to float rounding (< 1e-5). Fixed chunk shapes also keep
+  oneDNN's per-shape primitive cache from growing segment after segment.
 * Long inputs (above ``stream_above_seconds``) are processed in blocks of
   whole upstream segments with their f0 computed over the block plus 1 s of
   context, the filter run per 30 s block with 1 s of context, and every
