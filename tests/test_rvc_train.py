@@ -2,7 +2,8 @@
 
 The generator is a tiny config of the real architecture; the discriminator
 is upstream's full size (it has no size knobs), so the training slice is
-kept short (1280 samples = 4 frames) to keep steps around a second.
+kept short (640 samples = 2 frames) and batches small to keep steps around
+a second of CPU time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from engines.core.settings import Workspace
 from engines.rvc.experiment import experiment_paths, list_checkpoints
 from engines.rvc.train_params import TrainParams
 
-SEGMENT = 1280  # samples at 32 kHz (4 frames)
+SEGMENT = 640  # samples at 32 kHz (2 frames)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def setup(tmp_path_factory):
 
     def params(exp: str, **kw) -> TrainParams:
         base = dict(exp_name=exp, dataset=str(data), sr="32k", version="v2", f0=True, f0_method="pm",
-                    total_epoch=2, batch_size=4, save_every_epoch=2, save_every_weights=True,
+                    total_epoch=2, batch_size=1, save_every_epoch=2, save_every_weights=True,
                     hubert_path=str(hubert), n_processes=1, loader_workers=0, log_interval=1,
                     segment_size=SEGMENT, model_config=tiny_config("v2", "32k"))
         base.update(kw)
@@ -62,7 +63,7 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
     logs: list[str] = []
     progress: list[tuple[float, str]] = []
     hooks = Hooks(progress=lambda f, m: progress.append((f, m)), log=logs.append)
-    res = run_rvc_training(ws, make("e2e"), hooks)
+    res = run_rvc_training(ws, make("e2e", add_mute=False), hooks)
     paths = experiment_paths(ws, "e2e")
 
     assert res.epochs == 2 and res.steps >= 2
@@ -93,11 +94,10 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
     assert any(p.name.startswith("events.out.tfevents") for p in paths.tensorboard.iterdir())
     assert any("ETA" in m for _, m in progress) and progress[-1][0] == pytest.approx(1.0)
     assert json.loads(paths.config.read_text())["data"]["sampling_rate"] == 32000
-    assert len(paths.filelist.read_text().splitlines()) >= 3  # pieces + 2 mute entries
 
     # resume for one more epoch: stages cached, training continues from the latest pair
     logs.clear()
-    res2 = run_rvc_training(ws, make("e2e", total_epoch=3, keep_latest_only=True), hooks)
+    res2 = run_rvc_training(ws, make("e2e", total_epoch=3, keep_latest_only=True, add_mute=False), hooks)
     assert res2.resumed_from == g[-1][1]
     assert [n for n, _ in list_checkpoints(paths.root, "G")] == [3 * steps_per_epoch]  # older pair removed
     assert [n for n, _ in list_checkpoints(paths.root, "D")] == [3 * steps_per_epoch]
@@ -118,7 +118,7 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
 
     cancel._progress = stop_after_first_step
     with pytest.raises(Cancelled):
-        run_rvc_training(ws, make("e2e", total_epoch=6), cancel)
+        run_rvc_training(ws, make("e2e", total_epoch=6, add_mute=False), cancel)
     assert _files(ws.weights) == before_w
     assert {n for n in _files(paths.root) if n.endswith(".pth")} == {n for n in before_exp if n.endswith(".pth")}
     assert not [p for p in list(paths.root.rglob("*")) + list(ws.weights.rglob("*")) if ".part" in p.name]
@@ -138,6 +138,9 @@ def test_mel_loss_goes_down_on_a_fixed_batch(setup):
     params = make("fixed")
     prepare_experiment(ws, params)
     paths = experiment_paths(ws, "fixed")
+    lines = paths.filelist.read_text().splitlines()
+    assert sum("/mute/" in line for line in lines) == 2 and len(lines) >= 3  # pieces + upstream's 2 mute entries
+    assert all(len(line.split("|")) == 5 and line.endswith("|0") for line in lines)
     cfg = train_config("v2", "32k")
     cfg["train"]["segment_size"] = SEGMENT
     ds = RVCDataset(read_filelist(paths.filelist, True)[:1], cfg["data"], True)
@@ -149,7 +152,8 @@ def test_mel_loss_goes_down_on_a_fixed_batch(setup):
     for _ in range(6):
         with noise.seeded_noise(3):
             mel.append(trainer.step(batch).loss_mel)
-    assert np.mean(mel[-2:]) < mel[0] * 0.97, mel
+    assert mel[-1] < mel[0] * 0.985, mel
+    assert all(b < a + 0.5 for a, b in zip(mel, mel[1:])), mel
 
 
 @pytest.mark.slow
@@ -158,7 +162,7 @@ def test_ddp_two_gloo_processes_train_two_steps(setup):
 
     ws, make = setup
     logs: list[str] = []
-    res = run_rvc_training(ws, make("ddp", batch_size=1, cpu_processes=2, max_steps=2, total_epoch=50,
+    res = run_rvc_training(ws, make("ddp", add_mute=False, cpu_processes=2, max_steps=2, total_epoch=50,
                                     save_every_epoch=50), Hooks(log=logs.append))
     paths = experiment_paths(ws, "ddp")
     assert res.steps == 2

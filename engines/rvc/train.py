@@ -146,7 +146,7 @@ class GANTrainer:
         self.grad_clip = float(grad_clip)
         betas = tuple(tr["betas"])
         # fused AdamW: one kernel per step instead of a Python loop over ~300 tensors (CPU and CUDA)
-        fused = device.type in ("cpu", "cuda")
+        fused = self.fused = device.type in ("cpu", "cuda")
         self.optim_g = torch.optim.AdamW(net_g.parameters(), tr["learning_rate"], betas=betas, eps=tr["eps"], fused=fused)
         self.optim_d = torch.optim.AdamW(net_d.parameters(), tr["learning_rate"], betas=betas, eps=tr["eps"], fused=fused)
         self.amp_dtype = amp_dtype(device, precision)
@@ -525,6 +525,8 @@ def _train_loop(rank: int, world: int, job: TrainJob, channel: Channel, p: Train
         for group in optim.param_groups:
             group["lr"] = base_lr * gamma ** (start_epoch - 1)
             group["initial_lr"] = base_lr
+            if trainer.fused:  # an upstream optimizer state would switch fused steps off
+                group["fused"], group["foreach"] = True, None
     sched_g = torch.optim.lr_scheduler.ExponentialLR(trainer.optim_g, gamma=gamma)
     sched_d = torch.optim.lr_scheduler.ExponentialLR(trainer.optim_d, gamma=gamma)
 
