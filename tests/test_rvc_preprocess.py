@@ -140,3 +140,27 @@ def test_pitch_stage_writes_upstream_files_and_caches(ws, speech_dataset):
     assert cached.cached and any("skipped" in line for line in logs)
     redone = extract_pitch(paths, "harvest", n_processes=1)  # another method is another key
     assert not redone.cached
+
+
+def test_cli_preprocess_and_extract_flags(ws, speech_dataset, capsys):
+    from engines.cli import build_parser, main
+
+    assert main(["--workspace", str(ws.root), "rvc", "preprocess", "--exp-name", "cli", "--dataset",
+                 str(speech_dataset), "--sr", "48k", "--n-processes", "1"]) == 0
+    assert "pieces in" in capsys.readouterr().out
+    paths = experiment_paths(ws, "cli")
+    assert sf.info(str(paths.gt_wavs / f"{paths.piece_names()[0]}.wav")).samplerate == 48000
+    # the seed workflow's flags parse into TrainParams
+    args = build_parser().parse_args([
+        "rvc", "train", "--dataset", "d", "--exp-name", "e", "--sr", "40k", "--version", "v1", "--f0-method", "harvest",
+        "--total-epoch", "7", "--batch-size", "3", "--save-every-epoch", "2", "--no-save-every-weights",
+        "--pretrained-g", "g.pth", "--pretrained-d", "d.pth", "--skip-preprocess", "--skip-f0", "--skip-feature",
+        "--gpus", "0-1"])
+    from engines.core.params import from_namespace
+    from engines.rvc.train_params import TrainParams
+
+    p = from_namespace(TrainParams, args)
+    assert (p.exp_name, p.sr, p.version, p.f0_method, p.total_epoch, p.batch_size, p.save_every_epoch) == (
+        "e", "40k", "v1", "harvest", 7, 3, 2)
+    assert not p.save_every_weights and p.skip_preprocess and p.skip_f0 and p.skip_feature
+    assert (p.pretrained_g, p.pretrained_d, p.gpus) == ("g.pth", "d.pth", "0-1")
