@@ -87,7 +87,7 @@ def test_blind_ab_flow_on_a_phone(tmp_path):
 def test_ab_tab_helpers(ws, tmp_path):
     """Ranking rows and targets as the tab shows them; parameter sets reduced to what differs."""
     from engines.rvc import ab
-    from voicelab_ui.tabs.ab import ab_experiments, changed_params, ranking_rows, ranking_targets
+    from voicelab_ui.tabs.ab import ab_experiments, changed_params, param_set_labels, ranking_rows, ranking_targets
 
     (ws.weights / "voice_e5_s50.pth").write_bytes(b"x")
     assert "voice" in ab_experiments(ws)
@@ -100,6 +100,8 @@ def test_ab_tab_helpers(ws, tmp_path):
     assert ranking_rows(ws, "ab:models")[0][1] == "x"
     assert changed_params({"transpose": 12, "index_rate": 0.75, "f0_method": "pm"}) == {"transpose": 12,
                                                                                       "f0_method": "pm"}
+    assert param_set_labels("v", {"f0_method": "pm"}, {"f0_method": "pm", "transpose": 12}) == (
+        "v [transpose=0]", "v [transpose=12]")
 
 
 def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):

@@ -110,6 +110,17 @@ def changed_params(values: dict[str, Any]) -> dict[str, Any]:
     return {k: getattr(p, k) for k in values if hasattr(d, k) and getattr(p, k) != getattr(d, k)}
 
 
+def param_set_labels(stem: str, pa: dict[str, Any], pb: dict[str, Any]) -> tuple[str, str]:
+    """Labels of two parameter sets of one model, naming only the values that differ between them."""
+    d = ConvertParams()
+    keys = sorted(k for k in set(pa) | set(pb) if pa.get(k, getattr(d, k)) != pb.get(k, getattr(d, k)))
+
+    def label(p: dict[str, Any]) -> str:
+        return f"{stem} [" + ",".join(f"{k}={p.get(k, getattr(d, k))}" for k in keys) + "]"
+
+    return label(pa), label(pb)
+
+
 # -- the tab ----------------------------------------------------------------------------------
 
 def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
@@ -132,6 +143,16 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                 ds = gr.Dropdown(choices=list_datasets(ws), value=None, label=t("abl.dataset"), elem_id="vl-ab-ds")
                 clip = gr.Dropdown(choices=[], value=None, label=t("abl.clip"), elem_id="vl-ab-clip")
 
+    with gr.Row(equal_height=False):
+        index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("abl.index"),
+                            min_width=200, elem_id="vl-ab-index")
+        blind = gr.Checkbox(value=True, label=t("abl.blind"), min_width=200, elem_id="vl-ab-blind")
+        refresh = gr.Button(t("abl.refresh"), min_width=120, scale=0)
+    with gr.Accordion(t("abl.params"), open=False):
+        f0_a = gr.Dropdown(choices=f0_opts, value=f0_default, label=t("param.f0_method"), min_width=200)
+        with gr.Row():
+            wa = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
+                               overrides=form_overrides(ConvertParams, min_width=200))
     gr.Markdown(t("abl.what"))
     with gr.Tabs():
         with gr.Tab(t("abl.mode_exp"), elem_id="vl-ab-mode-exp"):
@@ -153,16 +174,6 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                     wb = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
                                        overrides=form_overrides(ConvertParams, min_width=200))
             run_params = gr.Button(t("abl.compare_params"), variant="primary", elem_id="vl-ab-run-params")
-    with gr.Row(equal_height=False):
-        index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("abl.index"),
-                            min_width=200, elem_id="vl-ab-index")
-        blind = gr.Checkbox(value=True, label=t("abl.blind"), min_width=200, elem_id="vl-ab-blind")
-        refresh = gr.Button(t("abl.refresh"), min_width=120, scale=0)
-    with gr.Accordion(t("abl.params"), open=False):
-        f0_a = gr.Dropdown(choices=f0_opts, value=f0_default, label=t("param.f0_method"), min_width=200)
-        with gr.Row():
-            wa = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
-                               overrides=form_overrides(ConvertParams, min_width=200))
     status = gr.Markdown(elem_id="vl-ab-status")
 
     with gr.Accordion(t("abl.listen"), open=True, elem_id="vl-ab-listen"):
@@ -300,8 +311,9 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             if pa == pb:
                 raise gr.Error("The two parameter sets are the same; change something in set B.")
             index_path = confined_index(ws, idx, mp)
-            session = ab.create_session(ws, path, [ab.Candidate(model=str(mp), params=pa, index=index_path),
-                                                   ab.Candidate(model=str(mp), params=pb, index=index_path)],
+            la, lb = param_set_labels(mp.stem, pa, pb)
+            session = ab.create_session(ws, path, [ab.Candidate(model=str(mp), params=pa, index=index_path, label=la),
+                                                   ab.Candidate(model=str(mp), params=pb, index=index_path, label=lb)],
                                         name=f"{mp.stem}_params", blind=bool(bl))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
@@ -345,7 +357,9 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             return [-1, f"`{sid}`: not converted yet.", *empty[2:]]
         target = session_target(session)
         tg = ranking_targets(ws)
-        rank_update = gr.update(choices=tg or [(target.partition(':')[2], target)], value=target)
+        if target not in [v for _, v in tg]:  # no votes yet for this comparison
+            tg.append((target.partition(":")[2], target))
+        rank_update = gr.update(choices=tg, value=target)
         idx = want if want is not None else session.next_unvoted()
         done = idx is None
         if done:
