@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +111,13 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
 
     # cancel after the first step of epoch 4: nothing new, nothing half-written
     before_exp, before_w = _files(paths.root), _files(ws.weights)
-    cancel = Hooks()
+    stop = threading.Event()
 
     def stop_after_first_step(frac: float, msg: str) -> None:
         if "step" in msg:
-            cancel.cancel_event.set()
+            stop.set()
 
-    cancel._progress = stop_after_first_step
+    cancel = Hooks(progress=stop_after_first_step, cancel_event=stop)
     with pytest.raises(Cancelled):
         run_rvc_training(ws, make("e2e", total_epoch=6, add_mute=False), cancel)
     assert _files(ws.weights) == before_w
@@ -172,3 +173,32 @@ def test_ddp_two_gloo_processes_train_two_steps(setup):
     records = [json.loads(x) for x in paths.metrics.read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2]  # rank 0 writes, once per step
     shutil.rmtree(paths.spec_cache, ignore_errors=True)
+
+
+def test_load_pretrained_keeps_matching_tensors_and_reports_the_rest(tmp_path):
+    from tiny_rvc import tiny_config
+
+    from engines.core.errors import InvalidInputError
+    from engines.rvc.synthesizer import build_synthesizer
+    from engines.rvc.train import load_pretrained
+
+    torch.manual_seed(1)
+    source = build_synthesizer(tiny_config("v2", "40k"), "v2", True).state_dict()
+    dropped = next(iter(source))
+    del source[dropped]
+    source["emb_g.weight"] = torch.zeros(7, 8)  # another speaker count
+    path = tmp_path / "f0G40k.pth"
+    torch.save({"model": source}, path)
+    torch.manual_seed(2)
+    target = build_synthesizer(tiny_config("v2", "40k"), "v2", True)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    logs: list[str] = []
+    load_pretrained(target, path, "generator", logs.append)
+    after = target.state_dict()
+    assert "1 missing" in logs[0] and "emb_g.weight" in logs[0]
+    assert torch.equal(after["emb_g.weight"], before["emb_g.weight"]) and torch.equal(after[dropped], before[dropped])
+    copied = [k for k in source if k != "emb_g.weight"]
+    assert all(torch.equal(after[k], source[k]) for k in copied)
+    torch.save({"something": 1}, tmp_path / "other.pth")
+    with pytest.raises(InvalidInputError):
+        load_pretrained(target, tmp_path / "other.pth", "generator", logs.append)

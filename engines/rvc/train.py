@@ -325,7 +325,8 @@ def load_pretrained(module: torch.nn.Module, path: str | Path, what: str, log: A
         raise InvalidInputError(f"{p.name} has no 'model' state dict; it is not a pretrained RVC {what}.")
     missing, mismatched = load_matching(module, state)
     log(f"Loaded pretrained {what} {p.name}: {len(state) - len(mismatched)} tensors"
-        + (f"; kept random: {len(missing)} missing" if missing else "")
+        + (f"; kept random: {len(missing)} missing ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+           if missing else "")
         + (f", {len(mismatched)} with other shapes ({', '.join(mismatched[:3])}{', ...' if len(mismatched) > 3 else ''})"
            if mismatched else ""))
     if len(mismatched) + len(missing) > 0.5 * len(module.state_dict()):
