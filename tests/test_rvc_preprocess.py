@@ -138,6 +138,11 @@ def test_pitch_stage_writes_upstream_files_and_caches(ws, speech_dataset):
     logs: list[str] = []
     cached = extract_pitch(paths, "pm", n_processes=1, hooks=Hooks(log=logs.append))
     assert cached.cached and any("skipped" in line for line in logs)
+    first = {n: np.load(paths.f0_hz / f"{n}.wav.npy") for n in paths.piece_names()}
+    forced = extract_pitch(paths, "pm", n_processes=2, force=True)  # two worker processes
+    assert not forced.cached and forced.done == len(first)
+    for n, hz in first.items():
+        np.testing.assert_array_equal(np.load(paths.f0_hz / f"{n}.wav.npy"), hz)
     redone = extract_pitch(paths, "harvest", n_processes=1)  # another method is another key
     assert not redone.cached
 
