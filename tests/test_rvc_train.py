@@ -202,3 +202,50 @@ def test_load_pretrained_keeps_matching_tensors_and_reports_the_rest(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pth")
     with pytest.raises(InvalidInputError):
         load_pretrained(target, tmp_path / "other.pth", "generator", logs.append)
+
+
+def test_spectrogram_and_mel_follow_upstream_framing():
+    """Reflect-pad (n_fft - hop)/2, Hann, no centering, sqrt(|X|^2 + 1e-6); log(clamp(mel, 1e-5))."""
+    from librosa.filters import mel as librosa_mel
+
+    from engines.rvc.mel_processing import mel_spectrogram_torch, spectrogram_torch
+
+    rng = np.random.default_rng(0)
+    n_fft, hop, sr = 1024, 320, 32000
+    x = rng.standard_normal(hop * 20).astype(np.float32) * 0.1
+    spec = spectrogram_torch(torch.from_numpy(x)[None], n_fft, sr, hop, n_fft)[0].numpy()
+    pad = (n_fft - hop) // 2
+    xp = np.pad(x, (pad, pad), mode="reflect").astype(np.float64)
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    frames = 1 + (len(xp) - n_fft) // hop
+    ref = np.stack([np.sqrt(np.abs(np.fft.rfft(xp[i * hop : i * hop + n_fft] * window)) ** 2 + 1e-6)
+                    for i in range(frames)], axis=1)
+    assert spec.shape == (n_fft // 2 + 1, len(x) // hop) == ref.shape
+    np.testing.assert_allclose(spec, ref, rtol=1e-4, atol=1e-5)
+    mel = mel_spectrogram_torch(torch.from_numpy(x)[None], n_fft, 80, sr, hop, n_fft, 0.0, None)[0].numpy()
+    ref_mel = np.log(np.maximum(librosa_mel(sr=sr, n_fft=n_fft, n_mels=80, fmin=0.0, fmax=None) @ ref, 1e-5))
+    np.testing.assert_allclose(mel, ref_mel, rtol=1e-4, atol=1e-4)
+
+
+def test_bucket_sampler_groups_lengths_and_splits_ranks_evenly():
+    from engines.rvc.data import BucketBatchSampler
+
+    lengths = [50, 60, 70, 150, 160, 250, 260, 270, 280, 950]
+    per_rank = []
+    for rank in range(2):
+        s = BucketBatchSampler(lengths, batch_size=2, num_replicas=2, rank=rank, seed=3)
+        s.set_epoch(5)
+        batches = list(s)
+        assert len(batches) == len(s)
+        per_rank.append(batches)
+        for b in batches:
+            assert len(b) == 2
+            buckets = {next((k for k, e in enumerate((100, 200, 300, 400, 500, 600, 700, 800, 900)) if lengths[i] <= e), 8)
+                       for i in b}
+            assert len(buckets) == 1  # one length bucket per batch
+    assert len(per_rank[0]) == len(per_rank[1])
+    covered = {i for batches in per_rank for b in batches for i in b}
+    assert covered == set(range(len(lengths)))  # nothing dropped (950 goes to the last bucket)
+    s = BucketBatchSampler(lengths, batch_size=2, num_replicas=2, rank=0, seed=3)
+    s.set_epoch(5)
+    assert list(s) == per_rank[0]  # deterministic per (seed, epoch)
