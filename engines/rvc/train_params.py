@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engines.core.params import param
 from engines.rvc.f0 import F0_METHODS
