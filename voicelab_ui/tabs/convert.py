@@ -256,18 +256,21 @@ def build(ctx: UIContext) -> None:
     index.change(index_note_for, [model, index], index_note)
     ctx.demo.load(index_note_for, [model, index], index_note)
 
-    def take_upload(f: Any) -> Any:
-        if not f:
-            return gr.update()
-        src = confine(ws, f, "uploaded file")
-        if src.suffix.lower() != ".pth":
-            raise gr.Error("Upload an RVC model file ending in .pth.")
+    def take_upload(f: Any) -> tuple:
+        """Copy an uploaded model into weights/ (after checking it is one) and select it; the upload box empties."""
         from engines.rvc.checkpoints import model_info
 
+        if not f:
+            return gr.update(), None
         try:
+            src = confine(ws, f, "uploaded file")
+            if src.suffix.lower() != ".pth":
+                gr.Warning(f"{src.name}: upload an RVC model file ending in .pth.", duration=None)
+                return gr.update(), None
             model_info(src)  # refuse anything that is not an RVC generator before copying it
         except VoiceLabError as exc:
-            raise user_error(exc) from exc
+            gr.Warning(f"{exc.message} {exc.hint}".strip(), duration=None)
+            return gr.update(), None
         target = ws.weights / f"{safe_name(src.stem)}.pth"
         n = 1
         while target.exists() and target.read_bytes() != src.read_bytes():
@@ -276,9 +279,9 @@ def build(ctx: UIContext) -> None:
         if not target.exists():
             shutil.copyfile(src, target)
         gr.Info(f"{target.name} → weights/")
-        return gr.update(choices=list_models(ws), value=target.name)
+        return gr.update(choices=list_models(ws), value=target.name), None
 
-    upload.upload(take_upload, [upload], model)
+    upload.upload(take_upload, [upload], [model, upload])
 
     # -- convert job
     def start(uploads: list | None, server_folder: str, m: str, idx: str, *values: Any) -> str:
