@@ -73,8 +73,6 @@ class FakeNet:
         self.seen = []
 
     def infer(self, feats, lengths, *rest):
-        import torch
-
         self.seen.append((feats.clone(), int(lengths[0]), [r.clone() if r is not None else None for r in rest]))
         n = int(lengths[0])
         frames = feats[0, :n, 0] + 0.001 * feats[0, :n, 1]  # position-dependent: detects any misplacement
