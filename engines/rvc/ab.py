@@ -201,11 +201,9 @@ def create_session(
 
 
 def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from engines.rvc.checkpoints import file_sha256
+
+    return file_sha256(path)
 
 
 def conversion_key(model_sha: str, params: dict[str, Any], index_sha: str | None, source_sha: str) -> str:

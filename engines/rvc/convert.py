@@ -10,7 +10,6 @@ and reports it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 import time
 import traceback
@@ -203,17 +202,6 @@ def expand_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def output_name(source: Path, model_path: Path, params: ConvertParams) -> str:
     return f"{source.stem}__{Path(model_path).stem}__{params.name_tag()}.{params.output_format}"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(1 << 20)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
