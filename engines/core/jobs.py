@@ -313,9 +313,9 @@ class JobRunner:
             params = build(op.params, rec.params)
             hooks.check_cancel()
             result = op.fn(params, hooks, self.ws) or {}
+            log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
             self.store.update(job_id, state="done", finished=time.time(), progress=1.0,
                               message=str(result.get("summary", "Done"))[:500], result=result)
-            log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
         except Cancelled:
             log("Cancelled by the user. Files already completed are kept; nothing half-written was left.")
             self.store.update(job_id, state="cancelled", finished=time.time(), message="Cancelled")

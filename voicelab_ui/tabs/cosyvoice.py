@@ -757,10 +757,11 @@ def build(ctx: UIContext) -> None:
 
     def after_job(marker: str, ds: str | None, model_dir: str | None, check: str | None) -> dict:
         rec = job_result(ctx, marker)
+        # Gradio reads an empty dict as one value: always name at least one output.
         if rec is None:
-            return {}
+            return {status: gr.update()}
         res = rec.result or {}
-        out: dict = {}
+        out: dict = {status: gr.update()}
         msg = result_markdown(rec)
         if rec.op == "dataset.import":  # a new or grown dataset to transcribe
             out[dataset] = gr.update(choices=list_datasets(ws), value=ds)

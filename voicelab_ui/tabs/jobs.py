@@ -18,10 +18,10 @@ add({
 COLUMNS = ["id", "state", "operation", "progress", "message", "started", "duration (s)"]
 
 
-def history_rows(ctx: UIContext, state: str, op_prefix: str) -> list[list]:
-    states = None if state in ("", "all") else [state]
+def history_rows(ctx: UIContext, state: str | None, op_prefix: str | None) -> list[list]:
+    states = None if state in (None, "", "all") else [state]
     rows = []
-    for r in ctx.runner.list(states, op_prefix.strip(), limit=300):
+    for r in ctx.runner.list(states, (op_prefix or "").strip(), limit=300):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
         dur = f"{r.duration:.1f}" if r.duration is not None else ""
         rows.append([r.id, r.state, r.op, f"{r.progress * 100:.0f}%", r.message, started, dur])

@@ -477,7 +477,8 @@ def build(ctx: UIContext) -> None:
     def after_job(marker: str, name: str | None, ds: str | None) -> dict:
         job_id = (marker or "").split(":", 1)[0]
         rec = ctx.runner.get(job_id) if job_id else None
-        out: dict = {}
+        # Gradio reads an empty dict as one value: always name at least one output.
+        out: dict = {result_md: gr.update()}
         if rec is None:
             return out
         if rec.op == "dataset.import":
