@@ -14,7 +14,12 @@ Cases:
   v2-40k     full-size v2 40k generator, segment 12800 samples
   v2-48k     full-size v2 48k generator, segment 17280 samples
 
-    python bench/bench_train.py [--cases tiny v2-40k v2-48k] [--steps 3] [--batch 1] [--threads 2]
+``--upstream-loop`` also times each case the way upstream's loop runs the
+same step (discriminator called on real and fake separately, per-tensor
+AdamW, discriminator weight gradients computed in the generator pass), so
+the speed-up of our loop is a ratio measured in one run.
+
+    python bench/bench_train.py [--cases tiny v2-40k v2-48k] [--steps 3] [--batch 1] [--threads 2] [--upstream-loop]
 
 Prints one JSON document.
 """
@@ -65,9 +70,26 @@ def make_batch(cfg: dict, version: str, batch: int, item_seconds: float, seed: i
     return collate(items)
 
 
-def run_case(name: str, steps: int, batch: int, item_seconds: float) -> dict:
+def _as_upstream(trainer, cfg: dict) -> None:
+    """Make ``trainer`` run a step like upstream's loop (see the module docstring)."""
+    import contextlib
+
     import torch
 
+    from engines.rvc import train as train_mod
+
+    trainer.net_d = trainer.net_d.inner  # separate real / fake passes
+    tr = cfg["train"]
+    for name, net in (("optim_g", trainer.net_g), ("optim_d", trainer.net_d)):
+        setattr(trainer, name, torch.optim.AdamW(net.parameters(), tr["learning_rate"], betas=tuple(tr["betas"]),
+                                                 eps=tr["eps"]))
+    train_mod._frozen = lambda module: contextlib.nullcontext()  # D weight grads in the G pass
+
+
+def run_case(name: str, steps: int, batch: int, item_seconds: float, upstream: bool = False) -> dict:
+    import torch
+
+    from engines.rvc import train as train_mod
     from engines.rvc.configs import small_model_config, train_config
     from engines.rvc.train import GANTrainer, build_networks
 
@@ -82,6 +104,9 @@ def run_case(name: str, steps: int, batch: int, item_seconds: float) -> dict:
     torch.manual_seed(0)
     net_g, net_d = build_networks(model_cfg, cfg, version, True)
     trainer = GANTrainer(net_g, net_d, cfg, f0=True, device=torch.device("cpu"))
+    frozen = train_mod._frozen
+    if upstream:
+        _as_upstream(trainer, cfg)
     data = make_batch(cfg, version, batch, item_seconds)
     trainer.step(data)  # warm-up: allocator, oneDNN primitives
     wall, cpu = [], []
@@ -90,8 +115,10 @@ def run_case(name: str, steps: int, batch: int, item_seconds: float) -> dict:
         stats = trainer.step(data)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    train_mod._frozen = frozen
     return {
         "case": name,
+        "loop": "upstream-style" if upstream else "voicelab",
         "version": version,
         "sr": sr,
         "segment_samples": cfg["train"]["segment_size"],
@@ -114,12 +141,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--item-seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--upstream-loop", action="store_true", help="also time upstream's way of running the step")
     args = ap.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = [run_case(name, args.steps, args.batch, args.item_seconds) for name in args.cases]
+    results = []
+    for name in args.cases:
+        ours = run_case(name, args.steps, args.batch, args.item_seconds)
+        results.append(ours)
+        if args.upstream_loop:
+            theirs = run_case(name, args.steps, args.batch, args.item_seconds, upstream=True)
+            ours["upstream_loop_cpu_ratio"] = round(theirs["cpu_seconds_per_step"] / ours["cpu_seconds_per_step"], 2)
+            results.append(theirs)
     print(json.dumps({
         "bench": "rvc_train_step",
         "device": "cpu",
