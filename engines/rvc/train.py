@@ -453,6 +453,10 @@ def train_process(rank: int, world: int, job: TrainJob, channel: Channel) -> dic
     log = channel.log if is_main else (lambda _line: None)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    elif world > 1:  # CPU ranks share the cores: no oversubscription
+        from engines.rvc.experiment import environ_cpu_count
+
+        torch.set_num_threads(max(1, environ_cpu_count() // world))
     if world > 1:
         import datetime
 
