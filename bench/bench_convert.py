@@ -4,7 +4,7 @@ Full-size networks with random weights: the v2 48k f0 synthesizer built from
 ``engines.rvc.configs.small_model_config("v2", "48k")`` (saved as an
 upstream-style small model, fp16 weights) and a HuBERT-base-sized content
 encoder (12 layers, 768 hidden, 512-channel conv front end). Each
-conversion runs in a fresh subprocess so its peak RSS (ru_maxrss) is its
+conversion runs in a fresh subprocess so its peak RSS (VmHWM) is its
 own; stage times come from the conversion report (decode, filter, split,
 f0, hubert, retrieval, synth, post, write). Medians over ``--runs``.
 
@@ -76,6 +76,15 @@ def make_input(path: Path, seconds: float) -> Path:
     return path
 
 
+def peak_rss() -> int:
+    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's, carried across fork+exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(ws_dir: str, model: str, hubert: str, audio: str, f0_method: str) -> None:
     from engines.core.settings import Workspace
     from engines.rvc.convert import ConvertParams, convert_files
@@ -92,7 +101,7 @@ def child(ws_dir: str, model: str, hubert: str, audio: str, f0_method: str) -> N
         "input_seconds": f.input_seconds,
         "times": f.times,
         "streamed": f.streamed,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss(),
         "cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
     }))
 

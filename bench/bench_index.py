@@ -3,7 +3,7 @@
 Features are generated on disk in chunks (one .npy per ~3.7 s clip, 185
 frames each, like real extraction output) so generating them never holds
 the whole set. Each build runs in a fresh subprocess whose peak RSS
-(ru_maxrss) is reported next to the size of the vectors the build keeps.
+(VmHWM) is reported next to the size of the vectors the build keeps.
 
     python bench/bench_index.py [--frames 100000 1000000] [--runs 1] [--workdir DIR]
 
@@ -45,6 +45,15 @@ def make_features(folder: Path, frames: int, dim: int = 768, seed: int = 0) -> N
         i += 1
 
 
+def peak_rss() -> int:
+    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's, carried across fork+exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(workspace: str, exp: str, max_train: int) -> None:
     from engines.core.settings import Workspace
     from engines.rvc.index import IndexParams, build_index
@@ -53,7 +62,7 @@ def child(workspace: str, exp: str, max_train: int) -> None:
     t0 = time.perf_counter()
     res = build_index(ws, exp, IndexParams(version="v2", max_train_frames=max_train))
     wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()
     print(json.dumps({"seconds": wall, "peak_rss_bytes": rss, "frames": res.frames, "kept": res.kept_vectors,
                       "n_ivf": res.n_ivf, "file_size": res.file_size, "reduced": res.reduced}))
 

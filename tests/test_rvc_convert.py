@@ -469,7 +469,7 @@ def test_cli_convert_end_to_end_tiny_models(ws, tmp_path, capsys):
 # rms mix, encode), which is identical. The real tiny networks go through the same streamed
 # path in test_streamed_path_with_real_tiny_models.
 HOUR_CHILD = textwrap.dedent('''
-    import json, resource, sys
+    import json, sys
     import numpy as np
     import torch
     from engines.rvc import pipeline as pl
@@ -491,8 +491,9 @@ HOUR_CHILD = textwrap.dedent('''
 
     models = pl.Models(Voice(), Encoder(), None, torch.device("cpu"))
     res = pl.convert_file(models, sys.argv[1], sys.argv[2], "flac", pl.VCOptions())
-    print(json.dumps({"streamed": res.streamed, "samples": res.output_samples,
-                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork+exec into ru_maxrss
+    hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+    print(json.dumps({"streamed": res.streamed, "samples": res.output_samples, "rss": hwm}))
 ''')
 
 
