@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.core.errors import InvalidInputError
+from engines.core.jsonable import jsonable
 from engines.core.params import add_arguments, from_namespace
 
 
@@ -23,16 +24,6 @@ def _hooks(quiet: bool = False) -> Any:
     from engines.cli import terminal_hooks
 
     return terminal_hooks(quiet)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,7 +138,7 @@ def train_command(args: argparse.Namespace, ws: Any) -> int:
     params = from_namespace(CosyTrainParams, args)
     res = train_cosyvoice(ws, params, _hooks(args.quiet))
     summary = {"exp_dir": res.exp_dir, "metrics": res.metrics_path, "latest": res.latest, "skipped": res.skipped}
-    print(json.dumps(_jsonable(summary), indent=2) if args.json else
+    print(json.dumps(jsonable(summary), indent=2) if args.json else
           "\n".join(f"{m}: {p}" for m, p in res.latest.items()) + f"\nmetrics: {res.metrics_path}")
     return 0
 
@@ -181,7 +172,11 @@ def average_command(args: argparse.Namespace, ws: Any) -> int:
 
 def assemble_command(args: argparse.Namespace, ws: Any) -> int:
     from engines.core.settings import safe_name
-    from engines.cosyvoice.assemble import assemble_model_dir, default_models_dir, load_speaker_embedding
+    from engines.cosyvoice.assemble import (
+        assemble_model_dir,
+        default_models_dir,
+        load_speaker_embedding,
+    )
     from engines.cosyvoice.train import experiment_dir
 
     embedding = args.embedding
@@ -216,7 +211,13 @@ def assemble_command(args: argparse.Namespace, ws: Any) -> int:
 def synth_command(args: argparse.Namespace, ws: Any) -> int:
     from engines.core.settings import safe_name
     from engines.cosyvoice.assemble import default_models_dir
-    from engines.cosyvoice.synth import SynthParams, compare_grid, list_speakers, load_presets, synthesize
+    from engines.cosyvoice.synth import (
+        SynthParams,
+        compare_grid,
+        list_speakers,
+        load_presets,
+        synthesize,
+    )
 
     if args.model:
         args.model_dir = str(default_models_dir(ws) / safe_name(args.model))
@@ -236,7 +237,7 @@ def synth_command(args: argparse.Namespace, ws: Any) -> int:
                              seed=p.seed, mode=p.mode, prompt_wav=p.prompt_wav or None,
                              prompt_text=p.prompt_text or None, preset_texts=presets, hooks=hooks, checkout=checkout)
         for it in items:
-            print(json.dumps(_jsonable(asdict(it))))
+            print(json.dumps(jsonable(asdict(it))))
         return 0
     out = Path(args.out) if args.out else None
     if out is None:

@@ -20,6 +20,7 @@ from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
 from engines.core.jobs import operation
+from engines.core.jsonable import jsonable
 from engines.core.params import param
 from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice.dataprep import PrepareParams
@@ -27,18 +28,7 @@ from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
 from engines.cosyvoice.upstream import PINNED_COMMIT, UPSTREAM_URL
 from engines.dataset.asr import AsrParams
-
-AB_PENDING_FILE = Path("ab") / "cosyvoice_pending.json"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+from engines.rvc.ab import COSYVOICE_PENDING
 
 
 def _base_values(obj: Any, cls: type) -> Any:
@@ -112,7 +102,7 @@ def prepare_op(p: PrepareJob, hooks: Hooks, ws: Workspace) -> dict:
     summary = (f"{rep.train_utts} train / {rep.dev_utts} dev utterance(s) for speaker '{rep.speaker}' "
                f"({rep.version}); {len(rep.skipped)} skipped")
     return {"summary": summary, "data": safe_name(out_name), "out_dir": rep.out_dir, "train_list": rep.train_list,
-            "dev_list": rep.dev_list, "report": _jsonable(rep.to_dict())}
+            "dev_list": rep.dev_list, "report": jsonable(rep.to_dict())}
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -208,7 +198,10 @@ def _default_speaker(embedding_file: Path) -> str:
 
 @operation("cosyvoice.assemble", params=AssembleJob, kind="light", title="Average checkpoints and assemble a model dir")
 def assemble_op(p: AssembleJob, hooks: Hooks, ws: Workspace) -> dict:
-    from engines.cosyvoice.assemble import assemble_from_experiment, load_speaker_embedding
+    from engines.cosyvoice.assemble import (
+        assemble_from_experiment,
+        load_speaker_embedding,
+    )
 
     if not p.exp_name.strip():
         raise InvalidInputError("No experiment chosen.", "Pick the training experiment to average.")
@@ -298,4 +291,4 @@ def send_to_ab(ws: Workspace, model_dir: str, checkpoint_a: str, checkpoint_b: s
     record = {"kind": "cosyvoice", "model_dir": str(model_dir), "a": {"checkpoint": checkpoint_a or None},
               "b": {"checkpoint": checkpoint_b or None}, "text": text, "speaker": speaker, "mode": mode,
               "seed": int(seed), "speed": float(speed), "created": time.time()}
-    return write_json(ws.root / AB_PENDING_FILE, record)
+    return write_json(ws.root / COSYVOICE_PENDING, record)

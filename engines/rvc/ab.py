@@ -31,6 +31,9 @@ from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.settings import safe_name
 
+# Two CosyVoice checkpoints the CosyVoice tab hands over for listening (relative to the workspace).
+COSYVOICE_PENDING = Path("ab") / "cosyvoice_pending.json"
+
 CHOICES = ("A", "B", "tie")
 DEFAULT_AB_SEED = 1234  # A/B conversions use fixed noise so a candidate always sounds the same
 

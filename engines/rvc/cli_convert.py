@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from engines.core.jsonable import jsonable
 from engines.core.params import add_arguments, from_namespace
 
 
@@ -17,23 +17,9 @@ def _hooks(args: argparse.Namespace) -> Any:
     return terminal_hooks(quiet=bool(getattr(args, "quiet", False) or getattr(args, "json", False)))
 
 
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
     if getattr(args, "json", False):
-        print(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
+        print(json.dumps(jsonable(obj), indent=2, ensure_ascii=False))
     else:
         print(text)
 
@@ -93,7 +79,7 @@ def _ckpt_info(args: argparse.Namespace, ws: Any) -> int:
     if getattr(args, "json", False):
         _print(args, info, "")
     else:
-        data = _jsonable(info)
+        data = jsonable(info)
         print("\n".join(f"{k}: {v}" for k, v in data.items()) if isinstance(data, dict) else str(data))
     return 0
 

@@ -18,6 +18,12 @@ from torch.nn import functional as F
 
 from engines.rvc import noise
 
+
+def as_int(v: int | torch.Tensor) -> int:
+    """A length given as an int or a 0-d tensor (upstream passes both), as an int."""
+    return int(v.item()) if isinstance(v, torch.Tensor) else int(v)
+
+
 LRELU_SLOPE = 0.1
 
 

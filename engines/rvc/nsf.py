@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engines.rvc import noise
-from engines.rvc.commons import LRELU_SLOPE, WNConvTranspose1d, conv1d_as_2d, make_resblocks
+from engines.rvc.commons import LRELU_SLOPE, WNConvTranspose1d, as_int, conv1d_as_2d, make_resblocks
 
 SINE_AMP = 0.1
 VOICED_NOISE_STD = 0.003
@@ -62,10 +62,6 @@ class HarmonicSource(nn.Module):
         w = self.l_linear.weight.reshape(())
         bias = self.l_linear.bias.reshape(())
         return torch.tanh(torch.addcmul(bias, exc, w)).unsqueeze(1)
-
-
-def _as_int(v: int | torch.Tensor) -> int:
-    return int(v.item()) if isinstance(v, torch.Tensor) else int(v)
 
 
 class HiFiGANGenerator(nn.Module):
@@ -169,7 +165,7 @@ class HiFiGANGenerator(nn.Module):
         self, x: torch.Tensor, g: torch.Tensor | None = None, n_res: int | torch.Tensor | None = None
     ) -> torch.Tensor:
         if n_res is not None:
-            n = _as_int(n_res)
+            n = as_int(n_res)
             if n != x.shape[-1]:
                 x = F.interpolate(x, size=n, mode="linear")
         return self._body(x, g, None)
@@ -233,7 +229,7 @@ class NSFGenerator(HiFiGANGenerator):
     ) -> torch.Tensor:
         source = self.m_source(f0, self.upp)
         if n_res is not None:
-            n = _as_int(n_res)
+            n = as_int(n_res)
             if n * self.upp != source.shape[-1]:
                 source = F.interpolate(source, size=n * self.upp, mode="linear")
             if n != x.shape[-1]:

@@ -18,22 +18,12 @@ from typing import Any
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
 from engines.core.jobs import operation
+from engines.core.jsonable import jsonable
 from engines.core.params import param
 from engines.core.settings import Workspace, safe_name
+from engines.rvc.ab import COSYVOICE_PENDING
 from engines.rvc.convert import ConvertParams
 from engines.rvc.index import IndexParams
-
-AB_COSYVOICE_PENDING = Path("ab") / "cosyvoice_pending.json"  # written by the CosyVoice tab
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def resolve_model(ws: Workspace, model: str) -> Path:
@@ -140,7 +130,7 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
             f"No file could be converted ({len(report.files)} tried)" + (f": {first.error}" if first else "."),
             (first.hint if first and first.hint else "See the per-file errors in the log."),
         )
-    d = _jsonable(report.to_dict())
+    d = jsonable(report.to_dict())
     return {"summary": report.summary().splitlines()[0] + (f", {len(report.failed)} failed" if report.failed else ""),
             "outputs": [f.output for f in report.converted],
             "errors": [{"input": f.input, "error": f.error, "hint": f.hint} for f in report.failed],
@@ -177,7 +167,7 @@ def extract_op(p: ExtractJob, hooks: Hooks, ws: Workspace) -> dict:
     target = _weights_target(ws, p.name.strip() or f"{src.parent.name}_{src.stem}", p.overwrite)  # as the CLI names it
     out = extract_small_model(src, target, sr=p.sr or None, version=p.version or None, info=p.info, hooks=hooks)
     info = model_info(out)
-    return {"summary": f"small model written: {out.name}", "model": str(out), "info": _jsonable(info)}
+    return {"summary": f"small model written: {out.name}", "model": str(out), "info": jsonable(info)}
 
 
 @dataclass
@@ -197,7 +187,7 @@ def merge_op(p: MergeJob, hooks: Hooks, ws: Workspace) -> dict:
     a, b = resolve_model(ws, p.model_a), resolve_model(ws, p.model_b)
     target = _weights_target(ws, p.name.strip() or f"{a.stem}+{b.stem}_a{p.alpha:g}", p.overwrite)
     out = merge_models(a, b, p.alpha, target, info=p.info, hooks=hooks)
-    return {"summary": f"merged model written: {out.name}", "model": str(out), "info": _jsonable(model_info(out))}
+    return {"summary": f"merged model written: {out.name}", "model": str(out), "info": jsonable(model_info(out))}
 
 
 # -- A/B listening ----------------------------------------------------------------------------
@@ -244,7 +234,7 @@ def ab_render_op(p: ABRenderJob, hooks: Hooks, ws: Workspace) -> dict:
 
 def read_cosyvoice_pending(ws: Workspace) -> dict | None:
     """The comparison the CosyVoice tab handed over, if any."""
-    path = ws.root / AB_COSYVOICE_PENDING
+    path = ws.root / COSYVOICE_PENDING
     if not path.is_file():
         return None
     try:
@@ -274,5 +264,5 @@ def render_cosyvoice_pending(ws: Workspace, blind: bool, hooks: Hooks) -> Any:
     cands = [ab.Candidate(model=it.checkpoint or model_dir, label=Path(it.checkpoint).stem if it.checkpoint
                           else Path(model_dir).name, output=str(it.path)) for it in items]
     session = ab.create_session(ws, source, cands, name=f"cosyvoice_{Path(model_dir).name}", blind=blind)
-    (ws.root / AB_COSYVOICE_PENDING).replace(ws.root / "ab" / f"cosyvoice_loaded_{stamp}.json")
+    (ws.root / COSYVOICE_PENDING).replace(ws.root / "ab" / f"cosyvoice_loaded_{stamp}.json")
     return session

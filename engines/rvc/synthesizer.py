@@ -22,6 +22,7 @@ from engines.rvc.attention import TextEncoder
 from engines.rvc.commons import (
     PosteriorEncoder,
     ResidualCouplingFlow,
+    as_int,
     fold_weight_norm,
     rand_slice_segments,
     slice_segments,
@@ -31,10 +32,6 @@ from engines.rvc.nsf import HiFiGANGenerator, NSFGenerator
 
 PRIOR_NOISE_SCALE = 0.66666  # upstream's temperature for the prior sample at inference
 FLOW_CONTEXT = 24  # frames of left context the flow keeps when skip_head is used
-
-
-def _as_int(v: int | torch.Tensor) -> int:
-    return int(v.item()) if isinstance(v, torch.Tensor) else int(v)
 
 
 class Synthesizer(nn.Module):
@@ -208,7 +205,7 @@ class Synthesizer(nn.Module):
             raise TypeError("this model uses f0: infer(phone, phone_lengths, pitch, pitchf, sid)")
         g = self.emb_g(sid).unsqueeze(-1)
         trim = skip_head is not None and return_length is not None
-        head = _as_int(skip_head) if trim else 0
+        head = as_int(skip_head) if trim else 0
         flow_head = max(head - FLOW_CONTEXT, 0)
         m_p, logs_p, x_mask = self.enc_p(phone, pitch if self.use_f0 else None, phone_lengths, flow_head or None)
         if noise.noise_is_zero():
@@ -217,7 +214,7 @@ class Synthesizer(nn.Module):
             z_p = (m_p + torch.exp(logs_p) * noise.randn_like(m_p) * PRIOR_NOISE_SCALE) * x_mask
         z = self.flow(z_p, x_mask, g=g, reverse=True)
         if trim:
-            length = _as_int(return_length)  # type: ignore[arg-type]
+            length = as_int(return_length)  # type: ignore[arg-type]
             dec_head = head - flow_head
             z = z[:, :, dec_head : dec_head + length]
             x_mask = x_mask[:, :, dec_head : dec_head + length]
