@@ -249,3 +249,11 @@ def test_bucket_sampler_groups_lengths_and_splits_ranks_evenly():
     s = BucketBatchSampler(lengths, batch_size=2, num_replicas=2, rank=0, seed=3)
     s.set_epoch(5)
     assert list(s) == per_rank[0]  # deterministic per (seed, epoch)
+
+
+def test_list_saved_keeps_to_its_own_experiment(ws):
+    from engines.rvc.train import list_saved
+
+    for name in ("voice_e5_s10.pth", "voice_e10_s20.pth", "voice_v2_e5_s10.pth", "voice_e5_s10.pth.part"):
+        (ws.weights / name).write_bytes(b"x")
+    assert sorted(p.name for p in list_saved(ws, "voice")["weights"]) == ["voice_e10_s20.pth", "voice_e5_s10.pth"]

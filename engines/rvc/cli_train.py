@@ -44,9 +44,11 @@ def cmd_preprocess(args: argparse.Namespace, ws: Any) -> int:
 
 def cmd_extract(args: argparse.Namespace, ws: Any) -> int:
     """Pitch (2a_f0, 2b-f0nsf) and content features (3_feature*), then filelist.txt."""
+    from engines.rvc.ops_train import preflight
     from engines.rvc.train import prepare_experiment
 
     params = from_namespace(TrainParams, args)
+    preflight(ws, params, ("f0", "feature"), train=False)  # a missing weight file fails before any work
     n = prepare_experiment(ws, params, _hooks(), stages=("f0", "feature"))
     print(f"filelist.txt: {n} entries in {ws.experiment_dir(params.exp_name)}")
     return 0
@@ -54,9 +56,11 @@ def cmd_extract(args: argparse.Namespace, ws: Any) -> int:
 
 def cmd_train(args: argparse.Namespace, ws: Any) -> int:
     """The whole pipeline: preprocess -> extract -> train (cached stages are skipped)."""
+    from engines.rvc.ops_train import DATA_STAGES, preflight
     from engines.rvc.train import run_rvc_training
 
     params = from_namespace(TrainParams, args)
+    preflight(ws, params, DATA_STAGES, train=True)  # a missing weight file fails before any work
     res = run_rvc_training(ws, params, _hooks())
     print(f"trained {res.epochs} epochs / {res.steps} steps; model: {res.weights}")
     for path in res.small_models:

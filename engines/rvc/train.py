@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import queue as queue_mod
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -818,7 +819,9 @@ def metrics_records(ws: Any, exp_name: str, kind: str | None = None) -> list[dic
 def list_saved(ws: Any, exp_name: str) -> dict[str, list[Path]]:
     """Checkpoints and small models of an experiment, oldest first (for the Train tab)."""
     paths = experiment_paths(ws, exp_name)
-    smalls = sorted(Path(ws.weights).glob(f"{exp_name}_e*_s*.pth"), key=lambda q: q.stat().st_mtime)
+    own = re.compile(re.escape(exp_name) + r"_e\d+_s\d+\.pth")  # not another experiment named "<exp>_v2"
+    smalls = sorted((q for q in Path(ws.weights).glob(f"{exp_name}_e*_s*.pth") if own.fullmatch(q.name)),
+                    key=lambda q: q.stat().st_mtime)
     return {"G": [q for _, q in list_checkpoints(paths.root, "G")], "D": [q for _, q in list_checkpoints(paths.root, "D")],
             "weights": smalls}
 
