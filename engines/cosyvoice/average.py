@@ -114,11 +114,25 @@ def average_state_dicts(states: Sequence[dict]) -> dict:
     return out
 
 
+def load_checkpoint_state(path: str | os.PathLike) -> dict:
+    """A training checkpoint's weights, without ``epoch``/``step`` (AutoModel-loadable)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"Checkpoint {p} does not exist.")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise InvalidModelError(f"{p} is not a readable torch checkpoint: {exc}") from exc
+    if not isinstance(state, dict):
+        raise InvalidModelError(f"{p} does not hold a state dict.")
+    return strip_training_keys(state)
+
+
 def average_checkpoints(sources: Sequence[str | os.PathLike] | str | os.PathLike, out_path: str | os.PathLike,
                         mode: str = "last", num: int = 5, hooks: Hooks | None = None) -> AverageResult:
     """Average checkpoint files, or the ``mode``/``num`` selection of a training folder."""
-    import torch
-
     hooks = ensure_hooks(hooks)
     if isinstance(sources, (str, os.PathLike)) and Path(sources).is_dir():
         paths = select_checkpoints(sources, mode, num)
@@ -135,13 +149,7 @@ def average_checkpoints(sources: Sequence[str | os.PathLike] | str | os.PathLike
     for i, p in enumerate(paths):
         hooks.check_cancel()
         hooks.progress(i / (len(paths) + 1), f"Loading {p.name}")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidModelError(f"{p} is not a readable torch checkpoint: {exc}") from exc
-        if not isinstance(state, dict):
-            raise InvalidModelError(f"{p} does not hold a state dict.")
-        states.append(strip_training_keys(state))
+        states.append(load_checkpoint_state(p))
     hooks.log("Averaging " + ", ".join(p.name for p in paths))
     averaged = average_state_dicts(states)
     del states

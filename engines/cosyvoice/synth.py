@@ -27,7 +27,7 @@ from engines.core.errors import InvalidInputError, InvalidModelError, MissingAss
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param
 from engines.cosyvoice import upstream
-from engines.cosyvoice.average import strip_training_keys
+from engines.cosyvoice.average import load_checkpoint_state
 
 EOP = "<|endofprompt|>"
 NEUTRAL_PRESET = "You are a helpful assistant."
@@ -177,22 +177,6 @@ def list_speakers(model_dir: str | os.PathLike) -> list[str]:
     if not isinstance(info, dict):
         raise InvalidModelError(f"{path} does not hold a speaker dict.")
     return [str(k) for k in info.keys()]
-
-
-def load_checkpoint_state(path: str | os.PathLike) -> dict:
-    """A training checkpoint's weights, without ``epoch``/``step`` (AutoModel-loadable)."""
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidInputError(f"Checkpoint {p} does not exist.")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidModelError(f"{p} is not a readable torch checkpoint: {exc}") from exc
-    if not isinstance(state, dict):
-        raise InvalidModelError(f"{p} does not hold a state dict.")
-    return strip_training_keys(state)
 
 
 # -- loading through upstream ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 from engines.core.jsonable import jsonable
 from engines.core.params import add_arguments, from_namespace
+from engines.rvc.ops_convert import resolve_model
 
 
 def _hooks(args: argparse.Namespace) -> Any:
@@ -41,21 +42,11 @@ def _index(args: argparse.Namespace, ws: Any) -> int:
 # convert
 
 
-def _resolve_model(ws: Any, model: str) -> Path:
-    p = Path(model)
-    if p.is_file():
-        return p
-    for cand in (ws.weights / model, ws.weights / f"{model}.pth"):
-        if cand.is_file():
-            return cand
-    return p  # convert_files reports it as missing
-
-
 def _convert(args: argparse.Namespace, ws: Any) -> int:
     from engines.rvc.convert import ConvertParams, convert_files, guess_index
 
     params = from_namespace(ConvertParams, args)
-    model = _resolve_model(ws, args.model)
+    model = resolve_model(ws, args.model)
     index = args.index
     if index == "auto":
         found = guess_index(ws, model)
@@ -75,7 +66,7 @@ def _convert(args: argparse.Namespace, ws: Any) -> int:
 def _ckpt_info(args: argparse.Namespace, ws: Any) -> int:
     from engines.rvc import checkpoints
 
-    info = checkpoints.model_info(_resolve_model(ws, args.model))
+    info = checkpoints.model_info(resolve_model(ws, args.model))
     if getattr(args, "json", False):
         _print(args, info, "")
     else:
@@ -107,7 +98,7 @@ def _ckpt_extract(args: argparse.Namespace, ws: Any) -> int:
 def _ckpt_merge(args: argparse.Namespace, ws: Any) -> int:
     from engines.rvc import checkpoints
 
-    a, b = _resolve_model(ws, args.model_a), _resolve_model(ws, args.model_b)
+    a, b = resolve_model(ws, args.model_a), resolve_model(ws, args.model_b)
     target = _weights_target(ws, args.out, args.name, f"{a.stem}+{b.stem}_a{args.alpha:g}")
     result = checkpoints.merge_models(a, b, args.alpha, target, info=args.info or "", hooks=_hooks(args))
     _print(args, {"output": result}, f"merged model written: {result}")
