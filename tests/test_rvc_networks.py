@@ -162,3 +162,23 @@ def test_discriminator_outputs(version, count):
     assert len(frs[0]) == 7 and all(len(f) == 6 for f in frs[1:])
     assert all(r.dim() == 2 and r.shape[0] == 1 for r in rs)
     assert not torch.equal(rs[0], gs[0])
+
+
+def test_blocked_attention_equals_full_attention_on_long_input():
+    # Inference (no autograd) attends in query blocks; training builds full T x T scores.
+    from engines.rvc.attention import QUERY_BLOCK, AttentionEncoder
+
+    torch.manual_seed(0)
+    t = 3000
+    assert t > 2 * QUERY_BLOCK
+    enc = AttentionEncoder(8, 16, 2, 2, 3, 0.0).eval()
+    x = torch.randn(2, 8, t)
+    lengths = torch.tensor([t, t - 777])
+    x_mask = (torch.arange(t)[None, :] < lengths[:, None]).unsqueeze(1).float()
+    for xs, ms in ((x[:1], x_mask[:1]), (x, x_mask)):  # unmasked single item, padded batch
+        with torch.enable_grad():
+            full = enc(xs, ms).detach()
+        with torch.no_grad():
+            blocked = enc(xs, ms)
+        assert full.shape == blocked.shape
+        assert (full - blocked).abs().max().item() < 1e-5

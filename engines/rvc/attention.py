@@ -8,6 +8,9 @@ positions outside the window contribute nothing.
 Instead of materialising [T, 2T-1] relative tables (upstream), the
 relative terms are computed on the 2w+1 band only and skewed into place
 with pad/reshape, which is exact and uses O(T * (T + 2w)) memory.
+Without autograd (inference) long inputs are processed in blocks of query
+rows, so the score matrices take O(block * T) memory instead of O(T * T);
+the result is the same up to float reassociation.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from torch.nn import functional as F
 from engines.rvc.commons import LayerNorm, sequence_mask
 
 WINDOW = 10
+# Query rows per block when attending without autograd (scores: heads x block x T floats).
+QUERY_BLOCK = 512
 
 
 def _band_to_full(band: torch.Tensor, window: int) -> torch.Tensor:
@@ -40,6 +45,14 @@ def _full_to_band(full: torch.Tensor, window: int) -> torch.Tensor:
     flat = F.pad(flat, (0, t))
     skewed = flat.reshape(*lead, t, t + 2 * window + 1)  # row i shifted left by i
     return skewed[..., : 2 * window + 1]
+
+
+def _band_indices(start: int, rows: int, t: int, window: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key columns (clamped) of offsets -w..w for query rows start..start+rows, and which are inside [0, T)."""
+    query = torch.arange(start, start + rows, device=device).unsqueeze(1)
+    cols = query + torch.arange(-window, window + 1, device=device).unsqueeze(0)  # [rows, 2w+1]
+    inside = (cols >= 0) & (cols < t)
+    return cols.clamp(0, t - 1), inside
 
 
 class RelativeSelfAttention(nn.Module):
@@ -71,6 +84,9 @@ class RelativeSelfAttention(nn.Module):
         k = self.conv_k(x).view(b, h, d, t).transpose(2, 3)
         v = self.conv_v(x).view(b, h, d, t).transpose(2, 3)
         q = q / math.sqrt(d)
+        if not torch.is_grad_enabled() and t > QUERY_BLOCK:
+            out = self._attend_blocked(q, k, v, attn_mask)
+            return self.conv_o(out.transpose(2, 3).reshape(b, c, t))
         scores = torch.matmul(q, k.transpose(-2, -1))
         rel_k = torch.matmul(q, self.emb_rel_k.transpose(-2, -1).unsqueeze(0))  # [B, H, T, 2w+1]
         scores = scores + _band_to_full(rel_k, self.window)
@@ -83,6 +99,36 @@ class RelativeSelfAttention(nn.Module):
         out = out + torch.matmul(_full_to_band(p, self.window), self.emb_rel_v.unsqueeze(0))
         out = out.transpose(2, 3).reshape(b, c, t)
         return self.conv_o(out)
+
+    def _attend_blocked(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The same attention as forward, QUERY_BLOCK query rows at a time ([B, H, T, D] in and out)."""
+        b, h, t, d = q.shape
+        width = 2 * self.window + 1
+        out = torch.empty_like(q)
+        k_t = k.transpose(-2, -1)
+        rel_k = self.emb_rel_k.transpose(-2, -1).unsqueeze(0)
+        rel_v = self.emb_rel_v.unsqueeze(0)
+        for start in range(0, t, QUERY_BLOCK):
+            stop = min(start + QUERY_BLOCK, t)
+            rows = stop - start
+            q_blk = q[:, :, start:stop]
+            cols, inside = _band_indices(start, rows, t, self.window, q.device)
+            index = cols.expand(b, h, rows, width)
+            inside_f = inside.to(q.dtype)
+            scores = torch.matmul(q_blk, k_t)  # [B, H, rows, T]
+            band = torch.matmul(q_blk, rel_k) * inside_f  # [B, H, rows, 2w+1], zero off the sequence
+            scores.scatter_add_(-1, index, band)
+            if attn_mask is not None:
+                scores = scores.masked_fill(attn_mask[..., start:stop, :] == 0, -1e4)
+            p = F.softmax(scores, dim=-1)
+            del scores
+            if self.drop is not None:
+                p = self.drop(p)
+            p_band = torch.gather(p, -1, index) * inside_f
+            out[:, :, start:stop] = torch.matmul(p, v) + torch.matmul(p_band, rel_v)
+        return out
 
 
 class ConvFeedForward(nn.Module):
