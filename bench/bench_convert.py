@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import peak_rss
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -74,15 +76,6 @@ def make_input(path: Path, seconds: float) -> Path:
             x = 0.2 * env * voice + 0.01 * rng.standard_normal(n)
             fh.write(x.astype(np.float32))
     return path
-
-
-def peak_rss() -> int:
-    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's, carried across fork+exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(ws_dir: str, model: str, hubert: str, audio: str, f0_method: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchutil import peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,15 +44,6 @@ def make_features(folder: Path, frames: int, dim: int = 768, seed: int = 0) -> N
         np.save(folder / f"{i:07d}.npy", x.astype(np.float32))
         written += n
         i += 1
-
-
-def peak_rss() -> int:
-    """This process's own peak RSS (VmHWM; ru_maxrss would include the parent's, carried across fork+exec)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def child(workspace: str, exp: str, max_train: int) -> None:

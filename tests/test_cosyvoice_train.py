@@ -11,10 +11,8 @@ command, log parsing, resume and cancel all run for real.
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -201,10 +199,9 @@ STANDIN_TRAIN = textwrap.dedent("""\
     """)
 
 
-def _make_setup(tmp_path: Path) -> tuple[Workspace, Path, Path]:
-    import torch
-
-    checkout = tmp_path / "CosyVoice"
+def write_standin_checkout(root: Path) -> Path:
+    """A fake upstream checkout under ``root``: the stand-in train.py and the modules it imports."""
+    checkout = root / "CosyVoice"
     for rel, text in {
         "cosyvoice/__init__.py": "",
         "cosyvoice/cli/__init__.py": "",
@@ -216,6 +213,13 @@ def _make_setup(tmp_path: Path) -> tuple[Workspace, Path, Path]:
     }.items():
         (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
         (checkout / rel).write_text(text)
+    return checkout
+
+
+def _make_setup(tmp_path: Path) -> tuple[Workspace, Path, Path]:
+    import torch
+
+    checkout = write_standin_checkout(tmp_path)
     base = tmp_path / "base"
     base.mkdir()
     (base / "cosyvoice2.yaml").write_text(BASE_YAML)

@@ -47,21 +47,10 @@ def _checkout_and_base(root: Path) -> tuple[Path, Path]:
     """The stand-in upstream checkout and a base model dir (yaml + llm/flow) of test_cosyvoice_train."""
     import torch
 
-    from test_cosyvoice_train import BASE_YAML, FAKE_TRAIN_UTILS, STANDIN_TRAIN
+    from test_cosyvoice_train import BASE_YAML, write_standin_checkout
     from tiny_cosyvoice_onnx import build_model_dir
 
-    checkout = root / "CosyVoice"
-    for rel, text in {
-        "cosyvoice/__init__.py": "",
-        "cosyvoice/cli/__init__.py": "",
-        "cosyvoice/cli/cosyvoice.py": "",
-        "cosyvoice/utils/__init__.py": "",
-        "cosyvoice/utils/train_utils.py": FAKE_TRAIN_UTILS,
-        "cosyvoice/bin/train.py": STANDIN_TRAIN,
-        "third_party/Matcha-TTS/matcha/__init__.py": "",
-    }.items():
-        (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
-        (checkout / rel).write_text(text)
+    checkout = write_standin_checkout(root)
     base = build_model_dir(root / "base", "v2")
     (base / "cosyvoice2.yaml").write_text(BASE_YAML)
     sd = {f"proj.{k}": v for k, v in torch.nn.Linear(4, 1).state_dict().items()}
