@@ -313,24 +313,24 @@ def test_cosyvoice_tab_in_browser_status_edit_and_job_result(tmp_path):
         page.goto(url)
         page.get_by_role("tab", name="CosyVoice").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-status')?.innerText.includes('Upstream checkout')",
-                               timeout=30000)
+                               timeout=60000)
         status = page.locator("#vl-cv-status").inner_text()
         assert "Sync upstream" in status and str(tmp_path / "no_checkout") in status
         page.locator("#vl-cv-dataset input").fill("alice")
         page.locator("#vl-cv-dataset input").press("Enter")
         page.wait_for_function("() => document.querySelector('#vl-cv-table')?.innerText.includes('birch canoe')",
-                               timeout=20000)
+                               timeout=60000)
         page.locator("#vl-cv-table [data-testid='cell-1-2']").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-clip-id textarea, #vl-cv-clip-id input')"
-                               "?.value === 'c2'", timeout=20000)
+                               "?.value === 'c2'", timeout=60000)
         page.locator("#vl-cv-clip-text textarea").fill("Glue the sheet to the blue background.")
         page.locator("#vl-cv-save-text").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-table')?.innerText.includes('to the blue')",
-                               timeout=20000)
+                               timeout=60000)
         # a job: its result shows in the section when the job panel reports it finished
         page.locator("#vl-cv-transcribe").click()
         page.wait_for_function("() => document.querySelector('#vl-cv-transcripts-msg')?.innerText"
-                               ".includes('kept edited 3')", timeout=30000)
+                               ".includes('kept edited 3')", timeout=60000)
         # the same through the API (gradio_client)
         from gradio_client import Client
 
