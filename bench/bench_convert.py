@@ -1,7 +1,7 @@
 """Conversion benchmark: real-time factor and peak RSS for 10 s / 60 s / 600 s inputs.
 
 Full-size networks with random weights: the v2 48k f0 synthesizer built from
-``engines.rvc.configs.small_model_config("v2", "48k")`` (saved as an
+``engines.rvc.models.configs.small_model_config("v2", "48k")`` (saved as an
 upstream-style small model, fp16 weights) and a HuBERT-base-sized content
 encoder (12 layers, 768 hidden, 512-channel conv front end). Each
 conversion runs in a fresh subprocess so its peak RSS (VmHWM) is its
@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def make_assets(folder: Path) -> tuple[Path, Path]:
     import torch
-
-    from engines.rvc.configs import small_model_config
-    from engines.rvc.synthesizer import build_synthesizer
     from tiny_hubert import make_tiny_hubert
+
+    from engines.rvc.models.configs import small_model_config
+    from engines.rvc.models.synthesizer import build_synthesizer
 
     folder.mkdir(parents=True, exist_ok=True)
     model = folder / "bench_v2_48k.pth"
@@ -80,7 +80,7 @@ def make_input(path: Path, seconds: float) -> Path:
 
 def child(ws_dir: str, model: str, hubert: str, audio: str, f0_method: str) -> None:
     from engines.core.settings import Workspace
-    from engines.rvc.convert import ConvertParams, convert_files
+    from engines.rvc.infer.convert import ConvertParams, convert_files
 
     ws = Workspace.open(ws_dir)
     params = ConvertParams(f0_method=f0_method, index_rate=0.0, seed=0)

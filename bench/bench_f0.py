@@ -49,7 +49,7 @@ def voice_like(seconds: float, sr: int = 16000, seed: int = 0):
 def random_rmvpe(folder: Path) -> Path:
     import torch
 
-    from engines.rvc.rmvpe import PitchNet
+    from engines.rvc.pitch.rmvpe import PitchNet
 
     torch.manual_seed(0)
     path = folder / "rmvpe_random.pt"
@@ -70,7 +70,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # pyworld's pkg_resources deprecation notice
     import torch
 
-    from engines.rvc.f0 import F0_METHODS, available_f0_methods, default_rmvpe_path, extract_f0
+    from engines.rvc.pitch.f0 import (
+        F0_METHODS,
+        available_f0_methods,
+        default_rmvpe_path,
+        extract_f0,
+    )
 
     audio = voice_like(args.seconds)
     methods = args.methods or list(F0_METHODS)

@@ -55,7 +55,7 @@ def full_size_hubert(device: str):
     import torch
     from transformers import HubertConfig, HubertModel
 
-    from engines.rvc.hubert import ContentEncoder, EncoderInfo
+    from engines.rvc.content.hubert import ContentEncoder, EncoderInfo
 
     torch.manual_seed(0)
     config = HubertConfig(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
@@ -85,7 +85,7 @@ def bench_hubert(lengths: list[float], runs: int, device: str) -> dict:
 def bench_rmvpe(lengths: list[float], runs: int, device: str) -> dict:
     import torch
 
-    from engines.rvc.rmvpe import RMVPE, PitchNet
+    from engines.rvc.pitch.rmvpe import RMVPE, PitchNet
 
     torch.manual_seed(0)
     model = RMVPE(PitchNet(), device)

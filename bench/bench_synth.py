@@ -26,10 +26,10 @@ def main() -> None:
 
     import torch
 
-    from engines.rvc.configs import CONTENT_DIM, small_model_config
-    from engines.rvc.noise import seeded_noise
-    from engines.rvc.synthesizer import build_synthesizer
-    from engines.rvc.voice import tune_cpu_allocator
+    from engines.rvc.infer.voice import tune_cpu_allocator
+    from engines.rvc.models.configs import CONTENT_DIM, small_model_config
+    from engines.rvc.models.noise import seeded_noise
+    from engines.rvc.models.synthesizer import build_synthesizer
 
     tune_cpu_allocator()  # as load_voice does on CPU
 

@@ -4,7 +4,7 @@ Each case builds the generator and the (always full-size) discriminator,
 makes a batch of ``--batch`` items of ``--item-seconds`` of synthetic audio
 with matching random content features and pitch, runs one warm-up step and
 then ``--steps`` timed steps of the real training step
-(``engines.rvc.train.GANTrainer.step``: discriminator update, generator
+(``engines.rvc.train.loop.GANTrainer.step``: discriminator update, generator
 update, mel/KL/feature-matching/adversarial losses). Reported: median wall
 seconds per step and median CPU seconds per step (the machine may be
 shared, so CPU time is the steadier figure), plus the parameter counts.
@@ -48,8 +48,8 @@ CASES = {
 def make_batch(cfg: dict, version: str, batch: int, item_seconds: float, seed: int = 0):
     import torch
 
-    from engines.rvc.data import collate
-    from engines.rvc.mel_processing import spectrogram_torch
+    from engines.rvc.train.data import collate
+    from engines.rvc.train.mel_processing import spectrogram_torch
 
     g = torch.Generator().manual_seed(seed)
     d = cfg["data"]
@@ -76,7 +76,7 @@ def _as_upstream(trainer, cfg: dict) -> None:
 
     import torch
 
-    from engines.rvc import train as train_mod
+    from engines.rvc.train import loop as train_mod
 
     trainer.net_d = trainer.net_d.inner  # separate real / fake passes
     tr = cfg["train"]
@@ -89,9 +89,9 @@ def _as_upstream(trainer, cfg: dict) -> None:
 def run_case(name: str, steps: int, batch: int, item_seconds: float, upstream: bool = False) -> dict:
     import torch
 
-    from engines.rvc import train as train_mod
-    from engines.rvc.configs import small_model_config, train_config
-    from engines.rvc.train import GANTrainer, build_networks
+    from engines.rvc.models.configs import small_model_config, train_config
+    from engines.rvc.train import loop as train_mod
+    from engines.rvc.train.loop import GANTrainer, build_networks
 
     version, sr, tiny = CASES[name]
     cfg = train_config(version, sr)

@@ -1,55 +1,95 @@
 """The ``voicelab`` command: every studio operation, scriptable.
 
-Each area adds its commands through a ``register(subparsers)`` function;
-a command stores ``func(args, ws) -> int`` as its handler. Commands run in
-the foreground with progress on the terminal; ``voicelab serve`` starts the
-studio (same as ``python app.py``).
+The commands are generated from the operation registry (``engines.core.ops``):
+each operation's ``Command`` spellings become subcommands whose options come
+from its params dataclass, and running one calls the same function the
+studio's job runner calls, in the foreground with progress on stderr.
+``--json`` prints the result on stdout. Commands that live above the engines
+(``voicelab serve``, from ``voicelab_ui``) are added through the
+``voicelab.commands`` entry-point group.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-import time
-from typing import Callable
+from importlib.metadata import entry_points
+from typing import Any, Callable
 
 from engines.core.errors import VoiceLabError
-from engines.core.hooks import Hooks
-from engines.core.jobs import is_absent_module as _is_absent
+from engines.core.hooks import terminal_hooks
+from engines.core.jsonable import jsonable
+from engines.core.ops import Command, Operation, load_operations
+from engines.core.params import add_arguments, build
 from engines.core.settings import Workspace
 
-# (module, which subparsers it registers into): "top" = top level, "rvc" = the `voicelab rvc` group.
-COMMAND_MODULES = (
-    ("engines.dataset.cli", "top"),
-    ("engines.rvc.cli_train", "rvc"),
-    ("engines.rvc.cli_convert", "rvc"),
-    ("engines.cosyvoice.cli", "top"),
-    ("engines.assets.cli", "top"),
-)
+COMMANDS_GROUP = "voicelab.commands"
+
+# In the order --help lists them.
+GROUP_HELP = {
+    "dataset": "Create datasets from audio, show stats, list clips, transcribe",
+    "rvc": "RVC: preprocess, extract, train, index, convert, checkpoints",
+    "rvc ckpt": "Model files: info, extract a small model, merge two models",
+    "cosyvoice": "CosyVoice: data prep, fine-tuning, averaging, model dirs, synthesis",
+    "vendor": "Third-party source checkouts (upstream CosyVoice)",
+    "assets": "Model files: check, import from another install, download",
+}
 
 
-def terminal_hooks(quiet: bool = False) -> Hooks:
-    """Hooks that print log lines and a one-line progress indicator to stderr."""
-    state = {"last": 0.0}
+class _Groups:
+    """Nested subcommand groups created on first use (``rvc``, ``rvc ckpt``, ...)."""
 
-    def progress(fraction: float, message: str) -> None:
-        now = time.monotonic()
-        if quiet or (now - state["last"] < 0.5 and fraction < 1.0):
-            return
-        state["last"] = now
-        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+    def __init__(self, top: argparse._SubParsersAction) -> None:
+        self.actions: dict[str, argparse._SubParsersAction] = {"": top}
 
-    def log(line: str) -> None:
-        if not quiet:
-            print(line, file=sys.stderr, flush=True)
+    def get(self, path: str) -> argparse._SubParsersAction:
+        if path not in self.actions:
+            parent, _, word = path.rpartition(" ")
+            group = self.get(parent).add_parser(word, help=GROUP_HELP.get(path, ""))
+            self.actions[path] = group.add_subparsers(dest=f"{path.replace(' ', '_')}_cmd", required=True)
+        return self.actions[path]
 
-    return Hooks(progress, log)
+
+def _print_result(op: Operation, cmd: Command, result: dict, as_json: bool) -> None:
+    if as_json:
+        shown = result.get(cmd.json_key, result) if cmd.json_key else result
+        print(json.dumps(jsonable(shown), indent=2, ensure_ascii=False))
+    elif op.render is not None:
+        text = op.render(result)
+        if text:
+            print(text)
+    elif result.get("summary"):
+        print(result["summary"])
+
+
+def _handler(op: Operation, cmd: Command) -> Callable[[argparse.Namespace, Workspace], int]:
+    def run(args: argparse.Namespace, ws: Workspace) -> int:
+        import dataclasses
+
+        values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(op.params)
+                                  if hasattr(args, f.name)}
+        values.update(cmd.preset)
+        params = build(op.params, values)
+        result = op.fn(params, terminal_hooks(quiet=args.quiet or args.json), ws) or {}
+        _print_result(op, cmd, result, args.json)
+        return int(result.get("exit_code", 0))
+
+    return run
+
+
+def _add_operation(groups: _Groups, op: Operation, cmd: Command) -> None:
+    parent, _, word = cmd.path.rpartition(" ")
+    text = cmd.help or op.title
+    p = groups.get(parent).add_parser(word, help=text, description=text)
+    add_arguments(p, op.params, skip=(*cmd.skip, *cmd.preset), positional=cmd.positional)
+    p.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="No progress output")
+    p.set_defaults(func=_handler(op, cmd))
 
 
 def _jobs_commands(sub: argparse._SubParsersAction) -> None:
-    jobs = sub.add_parser("jobs", help="List, inspect and cancel the studio's background jobs")
+    jobs = sub.add_parser("jobs", help="List and inspect the studio's background jobs")
     jsub = jobs.add_subparsers(dest="jobs_cmd", required=True)
     ls = jsub.add_parser("list", help="Job history")
     ls.add_argument("--state", action="append", default=None, help="Filter by state (repeatable)")
@@ -75,23 +115,12 @@ def _jobs_commands(sub: argparse._SubParsersAction) -> None:
         rec = JobStore(ws.jobs_db).get(args.job_id)
         if rec is None:
             raise VoiceLabError(f"No job with id {args.job_id}.", "See `voicelab jobs list`.")
-        sys.stdout.write(open(rec.log_path, encoding="utf-8", errors="replace").read())
+        with open(rec.log_path, encoding="utf-8", errors="replace") as fh:
+            sys.stdout.write(fh.read())
         return 0
 
     ls.set_defaults(func=list_jobs)
     show.set_defaults(func=show_log)
-
-
-def _serve_command(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="Start the studio (same options as `python app.py`)")
-    serve.add_argument("rest", nargs=argparse.REMAINDER)
-
-    def run(args: argparse.Namespace, ws: Workspace) -> int:
-        from voicelab_ui.server import main as serve_main
-
-        return serve_main(["--workspace", str(ws.root), *args.rest])
-
-    serve.set_defaults(func=run, needs_workspace_only=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,19 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", default=None, help="Workspace folder (default: $VOICELAB_HOME or ./runtime)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     sub = parser.add_subparsers(dest="command", required=True)
-    rvc = sub.add_parser("rvc", help="RVC: preprocess, extract, train, index, convert, checkpoints")
-    rvc_sub = rvc.add_subparsers(dest="rvc_cmd", required=True)
-    targets = {"top": sub, "rvc": rvc_sub}
-    for module, where in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if _is_absent(module, exc):
-                continue
-            raise
-        mod.register(targets[where])
+    groups = _Groups(sub)
+    for path in GROUP_HELP:
+        groups.get(path)
+    for op in sorted(load_operations().values(), key=lambda o: o.name):
+        for cmd in op.commands:
+            _add_operation(groups, op, cmd)
     _jobs_commands(sub)
-    _serve_command(sub)
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
     return parser
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from engines.ab import sessions as ab
 from engines.core.errors import InvalidInputError
-from engines.rvc import ab
 
 
 def _touch(p):
@@ -64,7 +64,7 @@ def test_blind_session_flow_with_cached_conversions(ws, monkeypatch, tmp_path):
         calls.append(model)
         return fake_models(40000, f0=False)
 
-    monkeypatch.setattr("engines.rvc.convert.load_models", fake_load_models)
+    monkeypatch.setattr("engines.rvc.infer.convert.load_models", fake_load_models)
     src = tmp_path / "clip.wav"
     sf.write(src, (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
     models = [_touch(ws.weights / f"spk_e{e}_s{e * 10}.pth") for e in (5, 10, 15)]

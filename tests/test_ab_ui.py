@@ -77,8 +77,8 @@ def test_blind_ab_flow_on_a_phone(tmp_path):
     vote = json.loads(votes[0])
     assert vote["winner"] == label_a and (vote["a"], vote["b"]) == (label_a, label_b)
     assert vote["comment"] == "warmer" and vote["blind"] is True
+    from engines.ab import sessions as ab
     from engines.core.settings import Workspace
-    from engines.rvc import ab
 
     rows = ab.ranking(Workspace.open(ws), "spk")
     assert [r.label for r in rows] == [label_a, label_b] and rows[0].wins == 1
@@ -86,8 +86,14 @@ def test_blind_ab_flow_on_a_phone(tmp_path):
 
 def test_ab_tab_helpers(ws, tmp_path):
     """Ranking rows and targets as the tab shows them; parameter sets reduced to what differs."""
-    from engines.rvc import ab
-    from voicelab_ui.tabs.ab import ab_experiments, changed_params, param_set_labels, ranking_rows, ranking_targets
+    from engines.ab import sessions as ab
+    from voicelab_ui.tabs.ab import (
+        ab_experiments,
+        changed_params,
+        param_set_labels,
+        ranking_rows,
+        ranking_targets,
+    )
 
     (ws.weights / "voice_e5_s50.pth").write_bytes(b"x")
     assert "voice" in ab_experiments(ws)
@@ -108,11 +114,11 @@ def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):
     """The CosyVoice tab's pending comparison: both takes synthesised in one job, then judged like any pair."""
     from pathlib import Path
 
+    from engines.ab import sessions as ab
     from engines.core.jobs import JobRunner
     from engines.cosyvoice import synth
-    from engines.cosyvoice.ops import send_to_ab
-    from engines.rvc import ab
-    from engines.rvc.ops_convert import read_cosyvoice_pending
+    from engines.ab.ops import send_to_ab
+    from engines.ab.ops import read_cosyvoice_pending
 
     ckpts = []
     for n in (1, 4):
@@ -138,7 +144,7 @@ def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):
 
     monkeypatch.setattr(synth, "compare_grid", fake_grid)
     runner = JobRunner(ws, light_workers=1)
-    rec = runner.wait(runner.submit("rvc.ab_render", {"cosyvoice_pending": True, "blind": True}), 60)
+    rec = runner.wait(runner.submit("ab.render", {"cosyvoice_pending": True, "blind": True}), 60)
     assert rec.state == "done", rec.error
     assert seen == {"text": "Hello.", "speaker": "alice", "seed": 3, "checkpoints": [str(c) for c in ckpts]}
     assert rec.result["candidates"] == ["epoch_1_whole", "epoch_4_whole"] and rec.result["pairs"] == 1

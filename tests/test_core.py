@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import psutil
 import pytest
 
-from engines.core import jobs as jobs_mod
 from engines.core.errors import InvalidInputError, VoiceLabError
-from engines.core.jobs import JobRunner, operation
+from engines.core.jobs import JobRunner
+from engines.core.ops import operation
 from engines.core.params import build, param
 from engines.core.settings import Workspace, load_settings, safe_name
 

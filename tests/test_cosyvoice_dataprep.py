@@ -6,7 +6,6 @@ tiny_cosyvoice_onnx (same names, dtypes and shapes as the real ones).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -59,8 +58,9 @@ def studio(tmp_path_factory):
     """A workspace with an espeak-ng dataset (one clip in a folder with a space) and tiny model dirs."""
     if ESPEAK is None:
         pytest.skip("espeak-ng is not installed (apt install espeak-ng)")
-    from engines.cosyvoice.transcripts import import_transcripts
     from tiny_cosyvoice_onnx import build_model_dir
+
+    from engines.dataset.transcripts import import_transcripts
 
     root = tmp_path_factory.mktemp("cosy")
     ws = Workspace(root=root / "ws")
@@ -145,8 +145,9 @@ def test_whisper_log_mel_matches_reference_formula():
 
 
 def test_onnx_wrappers_follow_upstream_io(tmp_path):
-    from engines.cosyvoice.onnx_models import CampPlusEncoder, SpeechTokenizer
     from tiny_cosyvoice_onnx import build_model_dir
+
+    from engines.cosyvoice.onnx_models import CampPlusEncoder, SpeechTokenizer
 
     model_dir = build_model_dir(tmp_path / "m", "v2")
     enc = CampPlusEncoder(model_dir / "campplus.onnx", device="cpu")
@@ -310,8 +311,17 @@ def test_v3_instruct_long_and_dropped_clips(studio):
     import pyarrow.parquet as pq
     import soundfile as sf
 
-    from engines.cosyvoice.dataprep import ENDOFPROMPT, PrepareParams, prepare_cosyvoice_data
-    from engines.cosyvoice.transcripts import drop_clip, import_transcripts, load_transcripts, set_text
+    from engines.cosyvoice.dataprep import (
+        ENDOFPROMPT,
+        PrepareParams,
+        prepare_cosyvoice_data,
+    )
+    from engines.dataset.transcripts import (
+        drop_clip,
+        import_transcripts,
+        load_transcripts,
+        set_text,
+    )
 
     ws = studio["ws"]
     src = ws.dataset_dir("alice")
@@ -348,8 +358,9 @@ def test_v3_instruct_long_and_dropped_clips(studio):
 
 
 def test_missing_model_file_names_it(ws, tmp_path):
-    from engines.cosyvoice.dataprep import PrepareParams, prepare_cosyvoice_data
     from tiny_cosyvoice_onnx import build_campplus
+
+    from engines.cosyvoice.dataprep import PrepareParams, prepare_cosyvoice_data
 
     build_campplus(tmp_path / "model" / "campplus.onnx")
     with pytest.raises(MissingAssetError) as err:
@@ -362,8 +373,12 @@ def test_missing_model_file_names_it(ws, tmp_path):
 
 
 def test_transcript_import_formats_and_edits(tmp_path):
-    from engines.cosyvoice.transcripts import (
-        clean_text, import_transcripts, load_transcripts, merge_transcriptions, set_text,
+    from engines.dataset.transcripts import (
+        clean_text,
+        import_transcripts,
+        load_transcripts,
+        merge_transcriptions,
+        set_text,
     )
 
     ds = tmp_path / "ds"
@@ -392,23 +407,27 @@ def test_transcript_import_formats_and_edits(tmp_path):
 
 @needs_espeak
 def test_cli_prepare_and_transcripts(studio, prepared, capsys):
-    from engines.cosyvoice.cli_prepare import register
+    from engines.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["prepare", "alice", "--out", "alice_v2", "--model-dir", str(studio["v2"]),
+    parser = build_parser()
+    args = parser.parse_args(["cosyvoice", "prepare", "alice", "--out", "alice_v2", "--model-dir", str(studio["v2"]),
                               "--speaker", "alice", "--processes", "1", "--dev-ratio", "0.2",
                               "--data-workers", "1", "--quiet", "--json"])
     assert args.func(args, studio["ws"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["computed"] == 0 and report["train_list"] == prepared.train_list
-    args = parser.parse_args(["transcripts", "alice", "--json"])
+    args = parser.parse_args(["cosyvoice", "transcripts", "alice", "--json"])
     assert args.func(args, studio["ws"]) == 0
     assert json.loads(capsys.readouterr().out)["clip_003"]["text"] == SENTENCES["clip_003"]
 
 
 def test_import_matches_original_source_names(tmp_path):
-    from engines.cosyvoice.transcripts import dataset_clips, import_transcripts, load_transcripts, transcript_table
+    from engines.dataset.transcripts import (
+        dataset_clips,
+        import_transcripts,
+        load_transcripts,
+        transcript_table,
+    )
 
     ds = tmp_path / "ds"
     (ds / "clips").mkdir(parents=True)

@@ -21,8 +21,14 @@ from engines.core.hooks import Hooks
 from engines.core.settings import Settings, Workspace
 from engines.cosyvoice import doctor as doctor_mod
 from engines.cosyvoice import synth
-from engines.cosyvoice.assemble import assemble_from_experiment, assemble_model_dir, list_models, load_speaker_embedding
+from engines.cosyvoice.assemble import (
+    assemble_from_experiment,
+    assemble_model_dir,
+    list_models,
+    load_speaker_embedding,
+)
 from engines.cosyvoice.average import average_checkpoints, select_checkpoints
+from engines.cosyvoice.model_dir import list_speakers
 from engines.cosyvoice.upstream import detect_version, missing_model_files, vendor_sync
 
 V2_FILES = ("llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx")
@@ -309,7 +315,7 @@ def test_assemble_model_dir_layout_and_spk2info(tmp_path: Path) -> None:
         t = info["alice"][key]
         assert t.shape == (1, 192) and t.dtype == torch.float32 and torch.equal(t[0], torch.tensor(emb))
     assert torch.equal(info["base_spk"]["embedding"], torch.zeros(1, 192))
-    assert synth.list_speakers(out) == ["base_spk", "alice"]
+    assert list_speakers(out) == ["base_spk", "alice"]
     assert missing_model_files(out) == []
 
     with pytest.raises(InvalidInputError, match="already exists"):
@@ -320,7 +326,7 @@ def test_assemble_model_dir_layout_and_spk2info(tmp_path: Path) -> None:
     assert res2.copied and not any(p.is_symlink() for p in out.iterdir())
     assert (out / "CosyVoice-BlankEN" / "config.json").is_file()
     assert torch.equal(torch.load(out / "flow.pt", weights_only=True)["weight"], torch.load(flow)["weight"])
-    assert synth.list_speakers(out) == ["base_spk", "bob"]
+    assert list_speakers(out) == ["base_spk", "bob"]
     with pytest.raises(InvalidInputError):
         load_speaker_embedding([0.0] * 10)
 
@@ -449,9 +455,9 @@ def test_cli_average_assemble_and_speakers(tmp_path: Path, capsys) -> None:
     data.mkdir(parents=True)
     torch.save({"spk1": [0.5] * 192}, data / "spk2embedding.pt")
     assert main(["--workspace", str(ws_root), "cosyvoice", "assemble", "--name", "alice", "--base", str(base),
-                 "--speaker", "alice", "--exp", "e1", "--data", "d1", "--quiet"]) == 0
+                 "--speaker", "alice", "--exp", "e1", "--data", "d1", "--reuse-averaged", "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["--workspace", str(ws_root), "cosyvoice", "synth", "--model", "alice", "--list-speakers"]) == 0
+    assert main(["--workspace", str(ws_root), "cosyvoice", "speakers", "--model", "alice"]) == 0
     assert capsys.readouterr().out.split() == ["alice"]
     # --exp without a prior `average`: averaged on the fly (best 1 = epoch 1)
     import shutil

@@ -23,10 +23,17 @@ from engines.core.hooks import Hooks
 from engines.core.settings import Settings, Workspace
 from engines.cosyvoice import config as cfg
 from engines.cosyvoice.logparse import LogParser, metric_record
-from engines.cosyvoice.train import (CosyTrainParams, absolute_data_list, build_train_command,
-                                     convert_deepspeed_checkpoints,
-                                     list_checkpoints, read_metrics,
-                                     remove_incomplete_checkpoints, select_start_checkpoint, train_cosyvoice)
+from engines.cosyvoice.train import (
+    CosyTrainParams,
+    absolute_data_list,
+    build_train_command,
+    convert_deepspeed_checkpoints,
+    list_checkpoints,
+    read_metrics,
+    remove_incomplete_checkpoints,
+    select_start_checkpoint,
+    train_cosyvoice,
+)
 
 BASE_YAML = textwrap.dedent("""\
     # a small model yaml in upstream's style

@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from speech import espeak_wav
 
 from engines.core.jobs import JobRunner
 from engines.core.settings import Settings, Workspace
-from speech import espeak_wav
 
 SENTENCES = {
     "c1": "The birch canoe slid on the smooth planks.",
@@ -28,7 +28,7 @@ SENTENCES = {
 
 def _dataset(ws: Workspace, name: str = "alice") -> Path:
     """A studio dataset of three espeak-ng clips with transcripts imported from a list."""
-    from engines.cosyvoice.transcripts import import_transcripts
+    from engines.dataset.transcripts import import_transcripts
 
     ds = ws.dataset_dir(name)
     (ds / "clips").mkdir(parents=True)
@@ -46,7 +46,6 @@ def _dataset(ws: Workspace, name: str = "alice") -> Path:
 def _checkout_and_base(root: Path) -> tuple[Path, Path]:
     """The stand-in upstream checkout and a base model dir (yaml + llm/flow) of test_cosyvoice_train."""
     import torch
-
     from test_cosyvoice_train import BASE_YAML, write_standin_checkout
     from tiny_cosyvoice_onnx import build_model_dir
 
@@ -95,7 +94,11 @@ def test_prepare_train_assemble_jobs_end_to_end(tmp_path):
 
     rows = read_metrics(train.result["metrics"])
     assert {r["split"] for r in rows} == {"train", "cv"}
-    from voicelab_ui.tabs.cosyvoice import checkpoint_rows, list_experiments, metrics_frames
+    from voicelab_ui.tabs.cosyvoice import (
+        checkpoint_rows,
+        list_experiments,
+        metrics_frames,
+    )
 
     loss, acc = metrics_frames(ws, "alice")
     assert len(loss) == len(rows) and set(loss["series"]) == {"llm train", "llm cv"} and len(acc) > 0
@@ -109,7 +112,7 @@ def test_prepare_train_assemble_jobs_end_to_end(tmp_path):
     assert asm.result["speakers"] == ["alice"]
     model_dir = Path(asm.result["model_dir"])
     assert model_dir == ws.cosyvoice / "models" / "alice_sft"
-    from engines.cosyvoice.synth import list_speakers
+    from engines.cosyvoice.model_dir import list_speakers
 
     assert list_speakers(model_dir) == ["alice"]
     assert (model_dir / "cosyvoice2.yaml").is_file() and (exp / "averaged" / "llm.pt").is_file()
@@ -120,8 +123,8 @@ def test_prepare_train_assemble_jobs_end_to_end(tmp_path):
 
 
 def test_synth_job_without_checkout_says_how_to_get_it(tmp_path):
-    import soundfile as sf
     import numpy as np
+    import soundfile as sf
 
     ws = Workspace(root=tmp_path / "ws", settings=Settings(cosyvoice_repo=str(tmp_path / "no_checkout")))
     ws.ensure()
@@ -223,17 +226,17 @@ def test_synth_jobs_single_and_grid_with_a_stand_in_automodel(tmp_path):
 def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    from engines.cosyvoice.transcripts import load_transcripts, set_text
+    from engines.dataset.transcripts import load_transcripts, set_text
 
     ds = _dataset(ws)
     set_text(ds, "c1", "My own words.")
     runner = JobRunner(ws)
     # every clip already has text: the job reports so without loading Whisper
-    rec = _run(runner, "cosyvoice.transcribe", {"dataset": "alice"})
+    rec = _run(runner, "dataset.transcribe", {"dataset": "alice"})
     assert rec.state == "done", runner.read_log(rec.id)
     assert rec.result["report"]["kept_edited"] == 3 and rec.result["report"]["transcribed"] == 0
     assert load_transcripts(ds)["c1"]["text"] == "My own words."
-    missing = _run(runner, "cosyvoice.transcribe", {"dataset": ""})
+    missing = _run(runner, "dataset.transcribe", {"dataset": ""})
     assert missing.state == "failed" and "No dataset" in missing.error
 
     src = tmp_path / "upstream"
@@ -251,7 +254,7 @@ def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
 
 def test_send_to_ab_writes_pending_file(ws, tmp_path):
     from engines.core.errors import InvalidInputError
-    from engines.cosyvoice.ops import send_to_ab
+    from engines.ab.ops import send_to_ab
 
     a, b = tmp_path / "epoch_0_whole.pt", tmp_path / "epoch_3_whole.pt"
     a.write_bytes(b"x")
@@ -303,7 +306,8 @@ def test_tab_builds_translated_and_shows_status(tmp_path):
 @pytest.mark.slow
 def test_cosyvoice_tab_in_browser_status_edit_and_job_result(tmp_path):
     from browser import browser_page, studio
-    from engines.cosyvoice.transcripts import load_transcripts
+
+    from engines.dataset.transcripts import load_transcripts
 
     ws = Workspace.open(tmp_path / "ws")
     ws.ensure()

@@ -18,9 +18,19 @@ import soundfile as sf
 
 from engines.core.errors import Cancelled, InvalidInputError
 from engines.core.hooks import Hooks
-from engines.dataset.importer import DatasetParams, create_or_import_dataset, is_allowed_source
+from engines.dataset.importer import (
+    DatasetParams,
+    create_or_import_dataset,
+    is_allowed_source,
+)
 from engines.dataset.manifest import load_manifest
-from engines.dataset.processing import StreamingHighpass, db, highpass, normalize_loudness, rms_linear
+from engines.dataset.processing import (
+    StreamingHighpass,
+    db,
+    highpass,
+    normalize_loudness,
+    rms_linear,
+)
 from engines.dataset.slicer import SlicerParams, StreamingSlicer, slice_ranges
 from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_datasets
 
@@ -402,11 +412,9 @@ def test_cancel_keeps_manifest_consistent(ws, tmp_path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from engines.dataset.cli import register
+    from engines.cli import build_parser
 
-    parser = argparse.ArgumentParser(prog="voicelab")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
+    return build_parser()
 
 
 def test_cli_in_process(ws, tmp_path, capsys) -> None:
@@ -441,7 +449,7 @@ def test_cli_subprocess(tmp_path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_text("nope")
     wsdir = tmp_path / "ws"
-    cmd = [sys.executable, "-m", "engines.dataset.cli", "--workspace", str(wsdir)]
+    cmd = [sys.executable, "-m", "engines.cli", "--workspace", str(wsdir)]
     run = subprocess.run([*cmd, "dataset", "create", "sub", str(src), str(bad), "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

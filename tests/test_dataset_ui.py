@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-
 from browser import browser_page, studio
 from speech import espeak_wav
 

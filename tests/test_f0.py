@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engines.core.errors import InvalidInputError, MissingAssetError
-from engines.rvc import f0 as f0mod
-from engines.rvc.f0 import (
+from engines.rvc.pitch import f0 as f0mod
+from engines.rvc.pitch.f0 import (
     F0_METHODS,
     available_f0_methods,
     extract_f0,
@@ -160,7 +160,7 @@ def test_rmvpe_reported_unavailable_with_reason(tmp_path):
 
 def test_rmvpe_tiny_random_network_runs_end_to_end(tmp_path, monkeypatch):
     tiny = pytest.importorskip("tiny_hubert", reason="tests/tiny_hubert.py (make_tiny_rmvpe) not written yet")
-    rmvpe = pytest.importorskip("engines.rvc.rmvpe", reason="engines/rvc/rmvpe.py not written yet")
+    rmvpe = pytest.importorskip("engines.rvc.pitch.rmvpe", reason="engines/rvc/rmvpe.py not written yet")
     path = tmp_path / "rmvpe_tiny.pt"
     tiny.make_tiny_rmvpe(path)
     assert available_f0_methods(rmvpe_path=path)["rmvpe"] == (True, "")
@@ -178,7 +178,7 @@ def test_rmvpe_tiny_random_network_runs_end_to_end(tmp_path, monkeypatch):
 
 def test_networks_are_cached(monkeypatch):
     needs("crepe-tiny")
-    from engines.rvc import crepe
+    from engines.rvc.pitch import crepe
 
     f0mod.clear_model_cache()
     loads = []
@@ -237,7 +237,7 @@ def test_import_does_not_pull_torch():
     import subprocess
     import sys
 
-    code = "import sys, engines.rvc.f0 as f; f.available_f0_methods(); print('torch' in sys.modules)"
+    code = "import sys, engines.rvc.pitch.f0 as f; f.available_f0_methods(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -249,7 +249,7 @@ def test_crepe_net_has_the_shipped_state_dict_keys():
     needs("crepe-tiny")
     import torch
 
-    from engines.rvc.crepe import CrepeNet, crepe_weights_path
+    from engines.rvc.pitch.crepe import CrepeNet, crepe_weights_path
 
     shipped = torch.load(crepe_weights_path("tiny"), map_location="cpu", weights_only=True)
     net = CrepeNet("tiny")
@@ -259,7 +259,7 @@ def test_crepe_net_has_the_shipped_state_dict_keys():
 
 def test_fcpe_long_input_chunks_match_one_pass(monkeypatch):
     needs("fcpe")
-    from engines.rvc import fcpe
+    from engines.rvc.pitch import fcpe
 
     model = fcpe.load_fcpe()
     t = np.arange(int(1.2 * SR)) / SR

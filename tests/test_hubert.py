@@ -10,12 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from engines.core.errors import Cancelled, InvalidInputError, InvalidModelError, MissingAssetError
-from engines.core.hooks import Hooks
-from engines.rvc.hubert import load_content_encoder, parse_conv_layers
-from engines.rvc.safe_pickle import safe_torch_load
 from tiny_hubert import make_tiny_fairseq_hubert, make_tiny_hubert
+
+from engines.core.errors import (
+    Cancelled,
+    InvalidInputError,
+    InvalidModelError,
+    MissingAssetError,
+)
+from engines.core.hooks import Hooks
+from engines.rvc.content.hubert import load_content_encoder, parse_conv_layers
+from engines.rvc.safe_pickle import safe_torch_load
 
 GOLDEN = Path(__file__).parent / "golden" / "hubert"
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_hubert import make_tiny_rmvpe
 
 from engines.core.errors import Cancelled, InvalidModelError, MissingAssetError
 from engines.core.hooks import Hooks
-from engines.rvc.rmvpe import (
+from engines.rvc.pitch.rmvpe import (
     CENTS_BASE,
     PitchNet,
     load_rmvpe,
     salience_to_cents,
     salience_to_hz,
 )
-from tiny_hubert import make_tiny_rmvpe
 
 GOLDEN = Path(__file__).parent / "golden" / "rvc" / "rmvpe"
 REFERENCE = Path("/work/shared/reference/rvc_reference_shapes.json")

@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_rvc import (
+    make_tiny_generator_checkpoint,
+    make_tiny_synthesizer,
+    make_tiny_voice,
+    tiny_config,
+)
 
 from engines.core.errors import InvalidInputError, InvalidModelError
-from engines.rvc import checkpoints, noise
-from engines.rvc.voice import load_voice
-from tiny_rvc import make_tiny_generator_checkpoint, make_tiny_synthesizer, make_tiny_voice, tiny_config
+from engines.rvc import checkpoints
+from engines.rvc.infer.voice import load_voice
+from engines.rvc.models import noise
 
 GOLDEN = Path(__file__).parent / "golden" / "rvc" / "synth"
 
@@ -170,7 +176,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     data = good.read_bytes()
     files["truncated"].write_bytes(data[: len(data) // 2])
     files["discriminator"] = tmp_path / "D_100.pth"
-    from engines.rvc.discriminator import MultiPeriodDiscriminator
+    from engines.rvc.models.discriminator import MultiPeriodDiscriminator
 
     with torch.device("meta"):
         d = MultiPeriodDiscriminator("v1")
@@ -222,7 +228,7 @@ def test_config_recovered_from_full_size_layouts():
     import json
     from types import SimpleNamespace
 
-    from engines.rvc.configs import small_model_config
+    from engines.rvc.models.configs import small_model_config
 
     with gzip.open(Path(__file__).parent / "data" / "rvc_reference_shapes.json.gz", "rt", encoding="utf-8") as fh:
         reference = json.load(fh)

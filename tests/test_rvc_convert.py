@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines.rvc import pipeline as pl
-from engines.rvc.pipeline import (
+from engines.rvc.infer import pipeline as pl
+from engines.rvc.infer.pipeline import (
     ArrayReader,
     ListWriter,
     Models,
@@ -267,7 +267,7 @@ def test_f0_goes_in_shifted_and_sliced(monkeypatch):
         seen["len"] = len(audio)
         return np.full(len(audio) // 160 + 1, 100.0, np.float32)
 
-    monkeypatch.setattr("engines.rvc.f0.extract_f0", fake_f0)
+    monkeypatch.setattr("engines.rvc.pitch.f0.extract_f0", fake_f0)
     models = fake_models(40000, f0=True)
     audio = pl.highpass(_tone(2.0))
     run_segments(models, ArrayReader(audio), ListWriter(), VCOptions(transpose=12, protect=0.5), StageTimes(),
@@ -315,8 +315,8 @@ def test_chunked_decoder_equals_one_pass(name):
     """The bounded-memory decoder gives net.infer's waveform (same noise draws, same order)."""
     import torch
 
-    from engines.rvc import noise
-    from engines.rvc.synthesizer import build_synthesizer
+    from engines.rvc.models import noise
+    from engines.rvc.models.synthesizer import build_synthesizer
 
     ck = torch.load(Path(__file__).parent / "golden" / "rvc" / "synth" / f"{name}.pth", map_location="cpu")
     net = build_synthesizer(ck["config"], ck["version"], bool(ck["f0"]), with_posterior=False).eval()
@@ -343,7 +343,7 @@ def test_chunked_decoder_equals_one_pass(name):
 
 
 def test_batch_continues_past_a_corrupt_file(ws, monkeypatch, tmp_path):
-    from engines.rvc import convert
+    from engines.rvc.infer import convert
 
     monkeypatch.setattr(convert, "load_models", lambda *a, **k: fake_models(40000, f0=False))
     folder = tmp_path / "in"
@@ -373,7 +373,7 @@ def test_batch_continues_past_a_corrupt_file(ws, monkeypatch, tmp_path):
 
 def test_params_validation():
     from engines.core.errors import InvalidInputError
-    from engines.rvc.convert import ConvertParams
+    from engines.rvc.infer.convert import ConvertParams
 
     with pytest.raises(InvalidInputError):
         ConvertParams(transpose=25).check()
@@ -395,8 +395,8 @@ def make_fast_voice(path, version="v1", sr="32k", f0=False, seed=0):
     """
     import torch
 
-    from engines.rvc.configs import parse_sr, small_model_config
-    from engines.rvc.synthesizer import build_synthesizer
+    from engines.rvc.models.configs import parse_sr, small_model_config
+    from engines.rvc.models.synthesizer import build_synthesizer
 
     cfg = list(small_model_config(version, sr))
     names = ["spec_channels", "segment_size", "inter_channels", "hidden_channels", "filter_channels", "n_heads",
@@ -422,17 +422,14 @@ def make_fast_hubert(path):
 
 
 def test_cli_convert_end_to_end_tiny_models(ws, tmp_path, capsys):
-    import argparse
-
-    from engines.rvc.cli_convert import register
+    from engines.cli import build_parser
 
     model = make_fast_voice(ws.weights / "tiny.pth", "v1", "40k", f0=True)
     hubert = make_fast_hubert(tmp_path / "hubert")
     src = tmp_path / "voice.wav"
     sf.write(src, _tone(2.3), 16000)
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["convert", str(src), "--model", "tiny", "--hubert", str(hubert), "--f0-method", "pm",
+    parser = build_parser()
+    args = parser.parse_args(["rvc", "convert", str(src), "--model", "tiny", "--hubert", str(hubert), "--f0-method", "pm",
                               "--transpose", "-5", "--output-format", "flac", "--seed", "7", "--json"])
     assert args.func(args, ws) == 0
     rep = json.loads(capsys.readouterr().out)
@@ -443,7 +440,7 @@ def test_cli_convert_end_to_end_tiny_models(ws, tmp_path, capsys):
     assert 0.98 < np.abs(audio).max() <= 0.99 + 1e-4
     assert {"f0", "hubert", "synth"} <= set(f["times"])
     # same seed, same parameters -> the same samples (noise goes through the seeded generator)
-    args2 = parser.parse_args(["convert", str(src), "--model", str(model), "--hubert", str(hubert), "--f0-method",
+    args2 = parser.parse_args(["rvc", "convert", str(src), "--model", str(model), "--hubert", str(hubert), "--f0-method",
                                "pm", "--transpose", "-5", "--seed", "7", "--out-dir", str(tmp_path / "o2"), "--quiet"])
     assert args2.func(args2, ws) == 0
     again, _ = sf.read(next((tmp_path / "o2").glob("*.wav")))
@@ -455,7 +452,7 @@ def test_cli_convert_end_to_end_tiny_models(ws, tmp_path, capsys):
     feats.mkdir(parents=True)
     np.save(feats / "a.npy", np.random.default_rng(0).standard_normal((80, 768)).astype(np.float32))
     idx = build_index(ws, "other", IndexParams(version="v2"))
-    bad = parser.parse_args(["convert", str(src), "--model", "tiny", "--hubert", str(hubert), "--f0-method", "pm",
+    bad = parser.parse_args(["rvc", "convert", str(src), "--model", "tiny", "--hubert", str(hubert), "--f0-method", "pm",
                              "--index", str(idx.workspace_index_path), "--quiet"])
     from engines.core.errors import InvalidModelError
 
@@ -472,7 +469,7 @@ HOUR_CHILD = textwrap.dedent('''
     import json, sys
     import numpy as np
     import torch
-    from engines.rvc import pipeline as pl
+    from engines.rvc.infer import pipeline as pl
 
     class Encoder:
         def extract(self, audio, version="v1", window_seconds=30.0):
@@ -528,7 +525,7 @@ def test_streamed_path_with_real_tiny_models(ws, tmp_path):
     """The bounded-memory path with the real (tiny) networks: exact length, sane level, temp files gone."""
     import dataclasses
 
-    from engines.rvc.convert import ConvertParams, convert_files, vc_options
+    from engines.rvc.infer.convert import ConvertParams, convert_files, vc_options
 
     model = make_fast_voice(tmp_path / "fast.pth", "v1", "48k", f0=True)
     hubert = make_fast_hubert(tmp_path / "hubert")

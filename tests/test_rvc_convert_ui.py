@@ -93,9 +93,8 @@ def test_index_convert_and_checkpoint_jobs(ws, tmp_path):
 
 @pytest.mark.slow
 def test_convert_api_through_gradio_client(tmp_path):
-    from gradio_client import Client, handle_file
-
     from browser import studio
+    from gradio_client import Client, handle_file
     from test_rvc_convert import make_fast_hubert, make_fast_voice
 
     wsdir = tmp_path / "ws"

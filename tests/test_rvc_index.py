@@ -125,15 +125,13 @@ def test_blend_retrieval_by_hand():
 
 
 def test_index_cli_in_process(ws, capsys):
-    import argparse
     import json
 
-    from engines.rvc.cli_convert import register
+    from engines.cli import build_parser
 
     _write_features(ws, "cli", 768, [50, 60])
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["index", "--exp-name", "cli", "--version", "v2", "--max-train-frames", "1000", "--json"])
+    args = build_parser().parse_args(["rvc", "index", "--exp-name", "cli", "--version", "v2", "--max-train-frames",
+                                      "1000", "--json"])
     assert args.func(args, ws) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["frames"] == 110 and out["n_ivf"] == 2 and out["workspace_index_path"].endswith("cli.index")
+    assert out["frames"] == 110 and out["n_ivf"] == 2 and out["index"].endswith("cli.index")

@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from engines.rvc import noise
-from engines.rvc.configs import CONTENT_DIM, SR_TAGS, small_model_config, train_config
-from engines.rvc.discriminator import MultiPeriodDiscriminator
-from engines.rvc.synthesizer import build_synthesizer
+from engines.rvc.models import noise
+from engines.rvc.models.configs import (
+    CONTENT_DIM,
+    SR_TAGS,
+    small_model_config,
+    train_config,
+)
+from engines.rvc.models.discriminator import MultiPeriodDiscriminator
+from engines.rvc.models.synthesizer import build_synthesizer
 
 HERE = Path(__file__).parent
 REFERENCE = HERE / "data" / "rvc_reference_shapes.json.gz"
@@ -166,7 +171,7 @@ def test_discriminator_outputs(version, count):
 
 def test_blocked_attention_equals_full_attention_on_long_input():
     # Inference (no autograd) attends in query blocks; training builds full T x T scores.
-    from engines.rvc.attention import QUERY_BLOCK, AttentionEncoder
+    from engines.rvc.models.attention import QUERY_BLOCK, AttentionEncoder
 
     torch.manual_seed(0)
     t = 3000

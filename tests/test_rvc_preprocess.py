@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from engines.core.hooks import Hooks
-from engines.rvc import preprocess as pp
-from engines.rvc.experiment import StageCache, experiment_paths
+from engines.rvc.train import preprocess as pp
+from engines.rvc.train.experiment import StageCache, experiment_paths
 
 
 def test_split_pieces_cuts_3_7_s_every_3_4_s_and_keeps_the_remainder():
@@ -120,8 +120,8 @@ def test_preprocess_cancel_keeps_previous_pieces(ws, speech_dataset):
 
 
 def test_pitch_stage_writes_upstream_files_and_caches(ws, speech_dataset):
-    from engines.rvc.features import extract_pitch
-    from engines.rvc.f0 import f0_to_coarse
+    from engines.rvc.pitch.f0 import f0_to_coarse
+    from engines.rvc.train.features import extract_pitch
 
     pp.preprocess_dataset(ws, "exp3", str(speech_dataset), 40000, n_processes=1)
     paths = experiment_paths(ws, "exp3")
@@ -162,7 +162,7 @@ def test_cli_preprocess_and_extract_flags(ws, speech_dataset, capsys):
         "--pretrained-g", "g.pth", "--pretrained-d", "d.pth", "--skip-preprocess", "--skip-f0", "--skip-feature",
         "--gpus", "0-1"])
     from engines.core.params import from_namespace
-    from engines.rvc.train_params import TrainParams
+    from engines.rvc.train.params import TrainParams
 
     p = from_namespace(TrainParams, args)
     assert (p.exp_name, p.sr, p.version, p.f0_method, p.total_epoch, p.batch_size, p.save_every_epoch) == (

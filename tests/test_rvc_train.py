@@ -21,8 +21,8 @@ import torch
 from engines.core.errors import Cancelled
 from engines.core.hooks import Hooks
 from engines.core.settings import Workspace
-from engines.rvc.experiment import experiment_paths, list_checkpoints
-from engines.rvc.train_params import TrainParams
+from engines.rvc.train.experiment import experiment_paths, list_checkpoints
+from engines.rvc.train.params import TrainParams
 
 SEGMENT = 640  # samples at 32 kHz (2 frames)
 
@@ -58,7 +58,7 @@ def _files(folder: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_train_two_epochs_resume_one_more_then_cancel(setup):
-    from engines.rvc.train import run_rvc_training
+    from engines.rvc.train.loop import run_rvc_training
 
     ws, make = setup
     logs: list[str] = []
@@ -130,10 +130,10 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
 @pytest.mark.slow
 def test_mel_loss_goes_down_on_a_fixed_batch(setup):
     """A few GAN steps on one real batch (fixed slices and noise) lower the mel loss."""
-    from engines.rvc import noise
-    from engines.rvc.configs import train_config
-    from engines.rvc.data import RVCDataset, collate, read_filelist
-    from engines.rvc.train import GANTrainer, build_networks, prepare_experiment
+    from engines.rvc.models import noise
+    from engines.rvc.models.configs import train_config
+    from engines.rvc.train.data import RVCDataset, collate, read_filelist
+    from engines.rvc.train.loop import GANTrainer, build_networks, prepare_experiment
 
     ws, make = setup
     params = make("fixed")
@@ -159,7 +159,7 @@ def test_mel_loss_goes_down_on_a_fixed_batch(setup):
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_train_two_steps(setup):
-    from engines.rvc.train import run_rvc_training
+    from engines.rvc.train.loop import run_rvc_training
 
     ws, make = setup
     logs: list[str] = []
@@ -179,8 +179,8 @@ def test_load_pretrained_keeps_matching_tensors_and_reports_the_rest(tmp_path):
     from tiny_rvc import tiny_config
 
     from engines.core.errors import InvalidInputError
-    from engines.rvc.synthesizer import build_synthesizer
-    from engines.rvc.train import load_pretrained
+    from engines.rvc.models.synthesizer import build_synthesizer
+    from engines.rvc.train.loop import load_pretrained
 
     torch.manual_seed(1)
     source = build_synthesizer(tiny_config("v2", "40k"), "v2", True).state_dict()
@@ -208,7 +208,10 @@ def test_spectrogram_and_mel_follow_upstream_framing():
     """Reflect-pad (n_fft - hop)/2, Hann, no centering, sqrt(|X|^2 + 1e-6); log(clamp(mel, 1e-5))."""
     from librosa.filters import mel as librosa_mel
 
-    from engines.rvc.mel_processing import mel_spectrogram_torch, spectrogram_torch
+    from engines.rvc.train.mel_processing import (
+        mel_spectrogram_torch,
+        spectrogram_torch,
+    )
 
     rng = np.random.default_rng(0)
     n_fft, hop, sr = 1024, 320, 32000
@@ -228,7 +231,7 @@ def test_spectrogram_and_mel_follow_upstream_framing():
 
 
 def test_bucket_sampler_groups_lengths_and_splits_ranks_evenly():
-    from engines.rvc.data import BucketBatchSampler
+    from engines.rvc.train.data import BucketBatchSampler
 
     lengths = [50, 60, 70, 150, 160, 250, 260, 270, 280, 950]
     per_rank = []
@@ -252,8 +255,9 @@ def test_bucket_sampler_groups_lengths_and_splits_ranks_evenly():
 
 
 def test_list_saved_keeps_to_its_own_experiment(ws):
-    from engines.rvc.train import list_saved
+    from engines.rvc.ops.catalog import saved_files
 
     for name in ("voice_e5_s10.pth", "voice_e10_s20.pth", "voice_v2_e5_s10.pth", "voice_e5_s10.pth.part"):
         (ws.weights / name).write_bytes(b"x")
-    assert sorted(p.name for p in list_saved(ws, "voice")["weights"]) == ["voice_e10_s20.pth", "voice_e5_s10.pth"]
+    models = [s.path.name for s in saved_files(ws, "voice") if s.kind == "model"]
+    assert sorted(models) == ["voice_e10_s20.pth", "voice_e5_s10.pth"]

@@ -56,7 +56,7 @@ def _wait_for(predicate, timeout: float, what: str):
 def test_train_job_end_to_end_then_cancel_keeps_only_whole_files(ws, voice):
     import torch
 
-    from engines.rvc.ops_train import experiment_settings, list_experiments, read_metrics, saved_files
+    from engines.rvc.ops.catalog import experiment_settings, list_experiments, read_metrics, saved_files
 
     data, hubert = voice
     runner = JobRunner(ws)
@@ -123,7 +123,7 @@ def test_missing_hubert_fails_before_any_work(tmp_path, monkeypatch):
 
 
 def test_pretrained_names_and_asset_rows(ws):
-    from engines.rvc.ops_train import pretrained_asset_names, pretrained_paths
+    from engines.rvc.ops.train import pretrained_asset_names, pretrained_paths
 
     assert pretrained_asset_names("40k", "v2", True) == ("pretrained_v2/f0G40k", "pretrained_v2/f0D40k")
     assert pretrained_asset_names("48k", "v1", False) == ("pretrained/G48k", "pretrained/D48k")

@@ -9,7 +9,6 @@ import sys
 import urllib.request
 
 import pytest
-
 from browser import ROOT, browser_page, free_port, studio
 
 pytestmark = pytest.mark.browser

@@ -286,7 +286,7 @@ def make_tiny_rmvpe(path: str | Path, width: int = 4, stages: int = 2, n_blocks:
     Batch-norm statistics are randomised too, so the network is not an
     identity at any stage.
     """
-    from engines.rvc.rmvpe import PitchNet, RMVPEConfig
+    from engines.rvc.pitch.rmvpe import PitchNet, RMVPEConfig
 
     torch.manual_seed(seed)
     net = PitchNet(RMVPEConfig(n_blocks=n_blocks, stages=stages, bottleneck=bottleneck, width=width))

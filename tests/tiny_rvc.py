@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engines.rvc.configs import small_model_config, train_config
+from engines.rvc.models.configs import small_model_config, train_config
 
 TINY = {
     "inter_channels": 8,
@@ -60,7 +60,7 @@ def make_tiny_synthesizer(version: str = "v2", sr: str | int = "40k", f0: bool =
     """
     import torch
 
-    from engines.rvc.synthesizer import build_synthesizer
+    from engines.rvc.models.synthesizer import build_synthesizer
 
     gen = torch.Generator().manual_seed(int(seed))
     net = build_synthesizer(tiny_config(version, sr), version, f0)

@@ -13,7 +13,6 @@ import os
 import secrets
 import socket
 import sys
-from pathlib import Path
 
 from engines.core.errors import VoiceLabError
 from engines.core.settings import Workspace
@@ -82,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     # Uploads land in the workspace, so everything the studio reads or serves stays inside it.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ws.uploads / "gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from starlette.middleware import Middleware
+
     from engines.core.jobs import JobRunner
     from voicelab_ui.app import CSS, build_app
     from voicelab_ui.context import UIContext
-    from starlette.middleware import Middleware
-
     from voicelab_ui.html_inject import HeadScriptMiddleware
     from voicelab_ui.i18n import gradio_i18n, language_head
 
@@ -109,3 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         quiet=False,
     )
     return 0
+
+
+def register_command(sub: argparse._SubParsersAction) -> None:
+    """``voicelab serve ...``: the same as ``python app.py ...`` (the ``voicelab.commands`` entry point)."""
+    serve = sub.add_parser("serve", help="Start the studio (same options as `python app.py`)")
+    serve.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def run(args: argparse.Namespace, ws: Workspace) -> int:
+        return main(["--workspace", str(ws.root), *args.rest])
+
+    serve.set_defaults(func=run)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
+import inspect
 import time
 import typing
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
 from engines.core.jobs import FINAL_STATES, JobRecord
-from engines.core.params import _base_type, info_of
+from engines.core.params import choices_of, info_of, value_type
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import t, text
 
@@ -30,15 +32,15 @@ def param_widgets(cls: type, skip: Sequence[str] = (), overrides: dict[str, dict
         if f.name in skip:
             continue
         info = info_of(f)
-        tp = _base_type(cls, f)
+        tp = value_type(cls, f)
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         kw: dict[str, Any] = {"label": t(f"param.{f.name}"), "info": t(f"help.{f.name}") if info.help else None}
         kw.update(overrides.get(f.name, {}))
         if tp is bool:
             w = gr.Checkbox(value=bool(default), **kw)
-        elif info.choices is not None:
-            w = gr.Dropdown(choices=list(info.choices), value=default, **kw)
+        elif choices_of(cls, f) is not None:
+            w = gr.Dropdown(choices=list(choices_of(cls, f)), value=default, **kw)
         elif tp in (int, float) and info.min is not None and info.max is not None:
             step = info.step or (1 if tp is int else 0.01)
             w = gr.Slider(minimum=info.min, maximum=info.max, step=step, value=default, **kw)
@@ -57,11 +59,35 @@ def values_to_params(cls: type, names: Sequence[str], values: Sequence[Any]) -> 
     out: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name, value in zip(names, values):
-        tp = _base_type(cls, fields[name])
+        tp = value_type(cls, fields[name])
         if typing.get_origin(tp) in (list, tuple) and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         out[name] = value
     return out
+
+
+def api_signature(fn: Callable[..., Any], cls: type, leading: Sequence[str] = ()) -> Callable[..., Any]:
+    """``fn(*leading, *fields)`` with a signature naming each field of ``cls`` (its default and type).
+
+    Gradio names an endpoint's parameters after the function's signature, so an API built from a
+    params dataclass takes the same keyword arguments, with the same defaults, as the CLI and the form.
+    """
+    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str) for name in leading]
+    hints: dict[str, Any] = {name: str for name in leading}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else inspect.Parameter.empty)
+        hints[f.name] = value_type(cls, f)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                        annotation=hints[f.name]))
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        return fn(*args)
+
+    wrapper.__signature__ = inspect.Signature(params, return_annotation=inspect.signature(fn).return_annotation)
+    wrapper.__annotations__ = {**hints, "return": fn.__annotations__.get("return", Any)}
+    return wrapper
 
 
 def user_error(exc: Exception) -> gr.Error:

@@ -7,7 +7,13 @@ huggingface_hub).
 """
 
 from engines.assets.check import AssetStatus, check_assets, feature_readiness
-from engines.assets.manifest import AssetSpec, Manifest, asset_path, load_manifest, require_asset
+from engines.assets.manifest import (
+    AssetSpec,
+    Manifest,
+    asset_path,
+    load_manifest,
+    require_asset,
+)
 
 __all__ = [
     "AssetSpec",

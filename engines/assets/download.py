@@ -20,7 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engines.assets.check import PRESENT, check_asset, hash_cache_for, human_size, verify_file
+from engines.assets.check import (
+    PRESENT,
+    check_asset,
+    hash_cache_for,
+    human_size,
+    verify_file,
+)
 from engines.assets.manifest import (
     AssetSpec,
     FileSpec,
@@ -108,10 +114,14 @@ def _call_hub(fn: Callable, hooks: Hooks, label: str, **kwargs: Any) -> str:
         ) from exc
 
 
-def _require_hub() -> Any:
+def _require_online() -> None:
     if _offline():
         raise VoiceLabError("Downloads are switched off (HF_HUB_OFFLINE / VOICELAB_OFFLINE is set).",
                             "Unset it to download, or bring the files with `voicelab assets import --from DIR`.")
+
+
+def _require_hub() -> Any:
+    _require_online()
     try:
         import huggingface_hub
     except ImportError as exc:
@@ -147,9 +157,7 @@ def _fetch_modelscope(spec: AssetSpec, stage: Path, hooks: Hooks) -> Path:
     if not spec.ms_repo:
         raise VoiceLabError(f"No ModelScope source is known for {spec.name}.",
                             "Use --source hf (a mirror works through HF_ENDPOINT), or `voicelab assets import --from DIR`.")
-    if _offline():
-        raise VoiceLabError("Downloads are switched off (VOICELAB_OFFLINE / HF_HUB_OFFLINE is set).",
-                            "Unset it to download.")
+    _require_online()
     try:
         from modelscope.hub.file_download import model_file_download
         from modelscope.hub.snapshot_download import snapshot_download

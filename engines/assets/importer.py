@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from engines.assets.check import PRESENT, HashCache, hash_cache_for, verify_file
-from engines.assets.manifest import AssetSpec, Manifest, asset_path, iter_assets, load_manifest, missing_parts
+from engines.assets.manifest import (
+    AssetSpec,
+    Manifest,
+    asset_path,
+    iter_assets,
+    load_manifest,
+    missing_parts,
+)
 from engines.core.atomic import atomic_path
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks

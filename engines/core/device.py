@@ -48,3 +48,9 @@ def autocast(device: "Any", dtype: "Any") -> contextlib.AbstractContextManager:
     if dtype is None or getattr(device, "type", str(device)) != "cuda":
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def follow_workspace(value: str, ws: Any) -> str:
+    """A device left at 'auto' follows the studio's device setting (``--device`` / settings)."""
+    configured = ws.settings.device
+    return configured if value == "auto" and configured not in ("", "auto") else value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Callable, Mapping, Sequence
@@ -145,3 +146,21 @@ NULL_HOOKS = Hooks()
 def ensure_hooks(hooks: Hooks | None) -> Hooks:
     """The given hooks, or fresh silent ones (each call gets its own cancel flag)."""
     return hooks if hooks is not None else Hooks()
+
+
+def terminal_hooks(quiet: bool = False) -> Hooks:
+    """Hooks for the command line: log lines and a one-line progress indicator on stderr."""
+    last = [0.0]
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if quiet or (now - last[0] < 0.5 and fraction < 1.0):
+            return
+        last[0] = now
+        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    return Hooks(progress, log)

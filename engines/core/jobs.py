@@ -1,7 +1,6 @@
 """Background jobs: every long operation runs here, with a log, progress and cancel.
 
-An *operation* is a named function ``fn(params, hooks, ws) -> dict`` with a
-parameter dataclass, registered with ``@operation``. ``JobRunner.submit``
+Operations come from the registry in ``engines.core.ops``. ``JobRunner.submit``
 records a job in ``<workspace>/jobs.sqlite`` and runs it on a worker thread:
 GPU-heavy jobs one at a time in submission order, light jobs alongside on a
 small pool. The log goes to ``<workspace>/jobs/<id>.log`` line by line (so a
@@ -13,7 +12,6 @@ engine loops check it, and ``hooks.run`` kills subprocess groups within ~1 s.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import queue
 import sqlite3
@@ -23,64 +21,16 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks
+from engines.core.ops import OPERATIONS, get_operation, load_operations
 from engines.core.params import build, to_dict
 from engines.core.settings import Workspace
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
-
-# Modules that register operations; imported on first use (they must not import torch at top level).
-OPERATION_MODULES = (
-    "engines.core.system_ops",
-    "engines.dataset.ops",
-    "engines.rvc.ops_train",
-    "engines.rvc.ops_convert",
-    "engines.cosyvoice.ops",
-    "engines.assets.ops",
-)
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    fn: Callable[[Any, Hooks, Workspace], dict]
-    params: type
-    kind: str  # "gpu" (one at a time) or "light"
-    title: str
-
-
-OPERATIONS: dict[str, Operation] = {}
-
-
-def operation(name: str, *, params: type, kind: str = "gpu", title: str = "") -> Callable:
-    """Register ``fn(params, hooks, ws) -> dict`` as a job operation called ``name``."""
-    if kind not in ("gpu", "light"):
-        raise ValueError(kind)
-
-    def wrap(fn: Callable) -> Callable:
-        OPERATIONS[name] = Operation(name, fn, params, kind, title or name)
-        return fn
-
-    return wrap
-
-
-def is_absent_module(module: str, exc: ModuleNotFoundError) -> bool:
-    """True when ``exc`` says ``module`` (or a parent package) does not exist yet."""
-    return bool(exc.name) and (module == exc.name or module.startswith(exc.name + "."))
-
-
-def load_operations() -> dict[str, Operation]:
-    for mod in OPERATION_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if not is_absent_module(mod, exc):  # a real missing dependency inside the module
-                raise
-    return OPERATIONS
 
 
 @dataclass
@@ -211,10 +161,9 @@ class JobRunner:
     # -- public API ---------------------------------------------------------
     def submit(self, op_name: str, params: dict | Any | None = None, title: str = "") -> str:
         """Validate ``params`` for ``op_name``, queue the job and return its id."""
-        ops = load_operations()
-        if op_name not in ops:
-            raise InvalidInputError(f"Unknown operation '{op_name}'.", f"Known: {', '.join(sorted(ops))}")
-        op = ops[op_name]
+        op = get_operation(op_name)
+        if op.kind == "inline":
+            raise InvalidInputError(f"'{op_name}' answers at once; it is not run as a job.")
         if params is None:
             params = {}
         obj = params if dataclasses.is_dataclass(params) else build(op.params, dict(params))

@@ -1,16 +1,18 @@
 """One parameter model per operation, shared by UI, CLI and API.
 
 An operation's parameters are a dataclass whose fields are declared with
-``param(...)``: default, help text, range or choices. The CLI builds its
+``param(...)``: default, help text, range or choices. A field typed
+``Literal[...]`` takes its choices from the type. The CLI builds its
 argparse options from it, the UI builds its widgets from it, and
-``validate`` checks values coming from any of them, so ranges and defaults
-are defined exactly once.
+``validate`` checks values coming from any of them, so ranges, choices and
+defaults are defined exactly once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Sequence, TypeVar
@@ -56,13 +58,28 @@ def info_of(f: dataclasses.Field) -> ParamInfo:
     return f.metadata.get("param", ParamInfo())
 
 
-def _base_type(cls: type, f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(cls)
-    tp = hints.get(f.name, str)
+def _field_type(cls: type, f: dataclasses.Field) -> Any:
+    tp = typing.get_type_hints(cls).get(f.name, str)
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and args:
         tp = args[0]
     return tp
+
+
+def value_type(cls: type, f: dataclasses.Field) -> Any:
+    """The field's value type (a ``Literal`` counts as the type of its values)."""
+    tp = _field_type(cls, f)
+    if typing.get_origin(tp) is typing.Literal:
+        return type(typing.get_args(tp)[0])
+    return tp
+
+
+def choices_of(cls: type, f: dataclasses.Field) -> tuple[Any, ...] | None:
+    """The allowed values: from a ``Literal`` type, else from ``param(choices=...)``."""
+    tp = _field_type(cls, f)
+    if typing.get_origin(tp) is typing.Literal:
+        return typing.get_args(tp)
+    return info_of(f).choices
 
 
 def validate(obj: T) -> T:
@@ -70,7 +87,7 @@ def validate(obj: T) -> T:
     for f in dataclasses.fields(obj):
         info = info_of(f)
         value = getattr(obj, f.name)
-        tp = _base_type(type(obj), f)
+        tp = value_type(type(obj), f)
         if value is None:
             continue
         try:
@@ -84,41 +101,60 @@ def validate(obj: T) -> T:
             raise InvalidInputError(f"{f.name}: '{value}' is not a valid {tp.__name__}.") from exc
         if info.min is not None and value < info.min or info.max is not None and value > info.max:
             raise InvalidInputError(f"{f.name} must be between {info.min} and {info.max} (got {value}).")
-        if info.choices is not None and value not in info.choices:
-            raise InvalidInputError(f"{f.name} must be one of {', '.join(map(str, info.choices))} (got {value!r}).")
+        choices = choices_of(type(obj), f)
+        if choices is not None and value not in choices:
+            raise InvalidInputError(f"{f.name} must be one of {', '.join(map(str, choices))} (got {value!r}).")
         object.__setattr__(obj, f.name, value)
     return obj
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:
     """Construct and validate ``cls`` from a dict, ignoring unknown keys."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    missing = [f.name for f in fields if f.name not in values
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise InvalidInputError(f"Missing value for {', '.join(missing)}.")
+    names = {f.name for f in fields}
     return validate(cls(**{k: v for k, v in values.items() if k in names}))
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """Add one ``--option`` per field of ``cls`` (booleans get --x/--no-x)."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
+                  positional: Sequence[str] = ()) -> None:
+    """Add one ``--option`` per field of ``cls`` (booleans get --x/--no-x).
+
+    ``positional`` names fields given as arguments instead; a trailing ``+``, ``*`` or ``?``
+    on a name sets how many values it takes (default: one, or zero or one when it has a default).
+    """
+    counts = {name.rstrip("+*?"): name[len(name.rstrip("+*?")):] for name in positional}
     for f in dataclasses.fields(cls):
         info = info_of(f)
-        if not info.cli or f.name in skip:
+        if f.name in skip or (not info.cli and f.name not in counts):
             continue
-        flag = info.flag or "--" + f.name.replace("_", "-")
-        tp = _base_type(cls, f)
+        tp = value_type(cls, f)
         required = f.default is MISSING and f.default_factory is MISSING
         default = None if required else (f.default if f.default is not MISSING else f.default_factory())
+        choices = choices_of(cls, f)
         help_text = info.help
         if info.min is not None or info.max is not None:
             help_text += f" [{info.min}..{info.max}]"
-        if not required:
+        if not required and default not in (None, "", []):
             help_text += f" (default: {default})"
+        is_list = typing.get_origin(tp) in (list, tuple)
+        conv = tp if tp in (int, float) else str
+        if f.name in counts:
+            nargs = counts[f.name] or ("*" if is_list else None if required else "?")
+            parser.add_argument(f.name, nargs=nargs, default=default, type=None if is_list else conv,
+                                choices=choices, help=help_text)
+            continue
+        flag = info.flag or "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif typing.get_origin(tp) in (list, tuple):
+        elif is_list:
             parser.add_argument(flag, dest=f.name, nargs="+", default=default, required=required, help=help_text)
         else:
-            conv = tp if tp in (int, float) else str
             parser.add_argument(flag, dest=f.name, type=conv, default=default, required=required,
-                                choices=info.choices, help=help_text)
+                                choices=choices, help=help_text)
 
 
 def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
@@ -127,3 +163,8 @@ def from_namespace(cls: type[T], ns: argparse.Namespace) -> T:
 
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+def subset(obj: Any, cls: type[T]) -> T:
+    """An instance of ``cls`` holding the matching fields of ``obj`` (a job's params -> the engine's)."""
+    return cls(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)})

@@ -157,7 +157,12 @@ class Workspace:
         return self.datasets / safe_name(name)
 
     def experiment_dir(self, name: str) -> Path:
+        """An RVC experiment's folder (not created here)."""
         return self.experiments / safe_name(name)
+
+    def cosyvoice_experiment_dir(self, name: str) -> Path:
+        """A CosyVoice fine-tuning experiment's folder (not created here)."""
+        return self.cosyvoice / "train" / safe_name(name)
 
     def contains(self, path: str | os.PathLike) -> bool:
         """True when ``path`` resolves inside the workspace (no traversal)."""

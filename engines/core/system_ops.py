@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from engines.core.hooks import Hooks
-from engines.core.jobs import operation
+from engines.core.ops import operation
 from engines.core.params import param
 from engines.core.settings import Workspace
 

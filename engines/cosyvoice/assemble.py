@@ -211,10 +211,9 @@ def assemble_from_experiment(ws: Any, exp_name: str, base_model_dir: str | os.Pa
     """
     from engines.core.settings import safe_name
     from engines.cosyvoice.average import average_checkpoints, epoch_checkpoints
-    from engines.cosyvoice.train import experiment_dir
 
     hooks = ensure_hooks(hooks)
-    exp = experiment_dir(ws, exp_name)
+    exp = ws.cosyvoice_experiment_dir(exp_name)
     averaged: dict[str, Path] = {}
     models = [m for m in ("llm", "flow") if epoch_checkpoints(exp / m)]
     if "llm" not in models:

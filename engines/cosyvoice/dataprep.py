@@ -123,7 +123,7 @@ def resolve_models(model_dir: str | os.PathLike, version: str) -> tuple[str, Pat
 
 def instruct_line(text: str) -> str:
     """The v3 instruct text on one line, ending with exactly one ``<|endofprompt|>`` marker."""
-    from engines.cosyvoice.transcripts import clean_text
+    from engines.dataset.transcripts import clean_text
 
     text = clean_text(text or DEFAULT_INSTRUCT)
     return text if ENDOFPROMPT in text else text + ENDOFPROMPT
@@ -174,7 +174,12 @@ def _probe_duration(path: Path) -> float | None:
 def collect_utterances(ws: Workspace, dataset: str, speaker: str, normalize: bool,
                        link_dir: Path, report: PrepareReport) -> list[Utterance]:
     """Clips with usable text as utterances; the rest is listed in ``report.skipped``."""
-    from engines.cosyvoice.transcripts import clean_text, dataset_clips, load_transcripts, normalize_text
+    from engines.dataset.transcripts import (
+        clean_text,
+        dataset_clips,
+        load_transcripts,
+        normalize_text,
+    )
 
     dataset_dir = ws.dataset_dir(dataset)
     clips = dataset_clips(dataset_dir)

@@ -168,7 +168,6 @@ def preferred_onnx_providers() -> list[str]:
 
 
 def _identity_model_bytes() -> bytes:
-    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node("Identity", ["x"], ["y"])
@@ -190,7 +189,7 @@ def inspect_model_dir(model_dir: str | os.PathLike) -> dict:
     info["missing"] = upstream.missing_model_files(d, info["version"])
     if (d / "spk2info.pt").is_file():
         try:
-            from engines.cosyvoice.synth import list_speakers
+            from engines.cosyvoice.model_dir import list_speakers
 
             info["speakers"] = list_speakers(d)
         except Exception as exc:  # noqa: BLE001 - shown as a note

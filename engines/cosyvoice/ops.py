@@ -1,45 +1,32 @@
-"""CosyVoice jobs: upstream sync, transcription, data prep, training, averaging + assembly, synthesis.
+"""CosyVoice operations: upstream sync, doctor, data prep, training, averaging, assembly, synthesis.
 
-Each operation mirrors a ``voicelab cosyvoice ...`` command (see
-``engines.cosyvoice.cli``) so the tab, the CLI and scripts do the same
-thing. Job parameters reuse the engine's dataclasses, extended with what a
-job needs to locate its inputs (dataset name, prepared data name, ...).
-Results are JSON-friendly dicts with a ``summary`` and the paths produced.
-Nothing here imports torch at module import time.
+The CosyVoice tab submits them as jobs and ``voicelab cosyvoice ...`` /
+``voicelab vendor sync`` run them in the foreground, with the same params.
+Job parameters reuse the engine's dataclasses, extended with what a job
+needs to locate its inputs (prepared data name, model name, ...). Results
+are JSON-friendly dicts with a ``summary`` and the paths produced. Nothing
+here imports torch at module import time.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from engines.core.atomic import write_json
+from engines.core.device import follow_workspace
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
-from engines.core.jobs import operation
 from engines.core.jsonable import jsonable
-from engines.core.params import param
+from engines.core.ops import Command, operation
+from engines.core.params import param, subset
 from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice.dataprep import PrepareParams
 from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
 from engines.cosyvoice.upstream import PINNED_COMMIT, UPSTREAM_URL
-from engines.dataset.asr import AsrParams
-from engines.rvc.ab import COSYVOICE_PENDING
-
-
-def _base_values(obj: Any, cls: type) -> Any:
-    """The engine dataclass ``cls`` holding the matching fields of a job's params."""
-    return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
-
-
-def _workspace_device(value: str, ws: Workspace) -> str:
-    """A device left at 'auto' follows the studio's device setting (as the CLI does)."""
-    return ws.settings.device if value == "auto" and ws.settings.device not in ("", "auto") else value
-
 
 # -- upstream checkout ------------------------------------------------------------------------
 
@@ -50,35 +37,30 @@ class VendorSyncJob:
     dest: str = param("", help="Checkout folder (default: settings cosyvoice.repo)")
 
 
-@operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="light", title="Sync upstream CosyVoice")
+@operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="light", title="Sync upstream CosyVoice",
+           cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commit"))
 def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.upstream import checkout_path, vendor_sync
 
     dest = Path(p.dest) if p.dest.strip() else checkout_path(ws.settings)
     res = vendor_sync(p.url or UPSTREAM_URL, dest, p.commit or PINNED_COMMIT, hooks)
-    return {"summary": f"CosyVoice {res.commit[:12]} in {res.path}", "checkout": str(res.path),
+    return {"summary": f"CosyVoice {res.commit} in {res.path}", "checkout": str(res.path),
             "commit": res.commit, "submodules": list(res.submodules)}
 
 
-# -- transcripts ------------------------------------------------------------------------------
-
 @dataclass
-class TranscribeJob(AsrParams):
-    dataset: str = param("", help="Dataset whose clips are transcribed")
+class DoctorParams:
+    model_dir: str = param("", help="Also check this model dir")
 
 
-@operation("cosyvoice.transcribe", params=TranscribeJob, kind="gpu", title="Transcribe a dataset (Whisper)")
-def transcribe_op(p: TranscribeJob, hooks: Hooks, ws: Workspace) -> dict:
-    from engines.dataset.asr import transcribe_dataset
+@operation("cosyvoice.doctor", params=DoctorParams, kind="inline", title="CosyVoice doctor",
+           cli=Command("cosyvoice doctor", "Check the upstream checkout, Python modules, a model dir, onnxruntime, disk",
+                       json_key="report"), render=lambda res: res["text"])
+def doctor_op(p: DoctorParams, hooks: Hooks, ws: Workspace) -> dict:
+    from engines.cosyvoice.doctor import doctor
 
-    if not p.dataset.strip():
-        raise InvalidInputError("No dataset chosen.", "Pick the dataset to transcribe.")
-    params = _base_values(p, AsrParams)
-    params.asr_device = _workspace_device(params.asr_device, ws)
-    rep = transcribe_dataset(ws, p.dataset, params, hooks)
-    summary = (f"transcribed {rep.transcribed}, already done {rep.skipped_existing}, kept edited {rep.kept_edited}, "
-               f"failed {len(rep.failed)}")
-    return {"summary": summary, "dataset": p.dataset, "transcripts": rep.transcripts, "report": asdict(rep)}
+    rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root)
+    return {"report": rep.to_dict(), "text": rep.to_text(), "ok": rep.ok, "exit_code": 0 if rep.ok else 1}
 
 
 # -- data preparation -------------------------------------------------------------------------
@@ -86,17 +68,29 @@ def transcribe_op(p: TranscribeJob, hooks: Hooks, ws: Workspace) -> dict:
 @dataclass
 class PrepareJob(PrepareParams):
     dataset: str = param("", help="Dataset with clips and transcripts")
-    out_name: str = param("", help="Name of the prepared data (runtime/cosyvoice/data/<name>; default: the dataset)")
+    out_name: str = param("", flag="--out",
+                          help="Name of the prepared data (runtime/cosyvoice/data/<name>; default: the dataset)")
 
 
-@operation("cosyvoice.prepare", params=PrepareJob, kind="gpu", title="Prepare CosyVoice training data")
+def _render_prepare(res: dict) -> str:
+    r = res["report"]
+    lines = [f"train: {r['train_utts']} utts -> {r['train_list']}", f"dev:   {r['dev_utts']} utts -> {r['dev_list']}",
+             f"computed {r['computed']}, reused {r['reused']}; shards written {r['shards_written']}, "
+             f"unchanged {r['shards_reused']}; skipped {len(r['skipped'])} ({r['seconds']:.1f} s)"]
+    lines += [f"  skipped {name}: {why}" for name, why in list(r["skipped"].items())[:20]]
+    return "\n".join(lines)
+
+
+@operation("cosyvoice.prepare", params=PrepareJob, kind="gpu", title="Prepare CosyVoice training data",
+           cli=Command("cosyvoice prepare", "Build CosyVoice training data (kaldi dirs, embeddings, tokens, parquet); "
+                       "resumable", positional=("dataset",), json_key="report"), render=_render_prepare)
 def prepare_op(p: PrepareJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.dataprep import prepare_cosyvoice_data
 
     if not p.dataset.strip():
         raise InvalidInputError("No dataset chosen.", "Pick the dataset to prepare.")
-    params = _base_values(p, PrepareParams)
-    params.onnx_device = _workspace_device(params.onnx_device, ws)
+    params = subset(p, PrepareParams)
+    params.onnx_device = follow_workspace(params.onnx_device, ws)
     out_name = p.out_name.strip() or p.dataset
     rep = prepare_cosyvoice_data(ws, p.dataset, out_name, params, hooks)
     summary = (f"{rep.train_utts} train / {rep.dev_utts} dev utterance(s) for speaker '{rep.speaker}' "
@@ -109,14 +103,14 @@ def prepare_op(p: PrepareJob, hooks: Hooks, ws: Workspace) -> dict:
 
 @dataclass
 class TrainJob(CosyTrainParams):
-    data: str = param("", help="Prepared data name (runtime/cosyvoice/data/<name>) instead of train/cv lists")
+    data: str = param("", help="Prepared data name (runtime/cosyvoice/data/<name>) instead of --train-data/--cv-data")
 
 
 def resolve_train_params(ws: Workspace, p: TrainJob) -> CosyTrainParams:
     """The engine's train params, with the data lists of a prepared data name filled in."""
     from engines.cosyvoice.dataprep import prepared_lists
 
-    params = _base_values(p, CosyTrainParams)
+    params = subset(p, CosyTrainParams)
     if p.data.strip():
         train_list, dev_list = prepared_lists(ws, p.data.strip())
         params.train_data = params.train_data or str(train_list)
@@ -124,7 +118,9 @@ def resolve_train_params(ws: Workspace, p: TrainJob) -> CosyTrainParams:
     return params
 
 
-@operation("cosyvoice.train", params=TrainJob, kind="gpu", title="Fine-tune CosyVoice")
+@operation("cosyvoice.train", params=TrainJob, kind="gpu", title="Fine-tune CosyVoice",
+           cli=Command("cosyvoice train", "Fine-tune llm (and optionally flow) on prepared data (resumable)"),
+           render=lambda res: "\n".join([*(f"{m}: {c}" for m, c in res["latest"].items()), f"metrics: {res['metrics']}"]))
 def train_op(p: TrainJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.train import train_cosyvoice
 
@@ -141,26 +137,10 @@ def train_op(p: TrainJob, hooks: Hooks, ws: Workspace) -> dict:
 
 # -- average + assemble -----------------------------------------------------------------------
 
-@dataclass
-class AssembleJob:
-    exp_name: str = param("cosy_sft", help="Experiment to average (cosyvoice/train/<exp>)")
-    name: str = param("", help="New model name (runtime/cosyvoice/models/<name>; default: the experiment)")
-    speaker: str = param("", help="Speaker id to register in spk2info.pt (default: the prepared data's speaker)")
-    base_model_dir: str = param("", help="Base model dir that was fine-tuned (default: the one the experiment used)")
-    data: str = param("", help="Prepared data whose spk2embedding.pt holds the speaker (default: the experiment's)")
-    mode: str = param("last", choices=("last", "best"), help="Average the last N epochs or the best N by cv loss")
-    num: int = param(5, min=1, max=100, help="How many epochs to average")
-    copy: bool = param(False, help="Copy the base files instead of symlinking them")
-    overwrite: bool = param(True, help="Replace an existing model dir of that name")
-
-
 def experiment_params(ws: Workspace, exp_name: str) -> dict:
     """The parameters of an experiment's last training run ({} when unknown)."""
-    from engines.cosyvoice.train import experiment_dir
-
-    path = experiment_dir(ws, exp_name) / "params.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((ws.cosyvoice_experiment_dir(exp_name) / "params.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
@@ -169,14 +149,70 @@ def experiment_data_dir(ws: Workspace, exp_name: str, data: str = "") -> Path | 
     """The prepared data folder of an experiment: given by name, or found from its training list."""
     if data.strip():
         return ws.cosyvoice / "data" / safe_name(data.strip())
-    train_list = experiment_params(ws, exp_name).get("train_data") or ""
+    train_list = experiment_params(ws, exp_name).get("train_data") or "" if exp_name else ""
     if train_list:
         # <data>/train/parquet/data.list
         return Path(train_list).resolve().parents[2]
     return None
 
 
+@dataclass
+class AverageJob:
+    files: list[str] = param(default_factory=list, help="Checkpoint files (default: choose from --exp/--src)")
+    exp_name: str = param("", flag="--exp", help="Experiment name (runtime/cosyvoice/train/<exp>)")
+    model: Literal["llm", "flow"] = param("llm", help="Which model of the experiment")
+    src: str = param("", help="Folder with epoch_*_whole.pt (instead of --exp)")
+    mode: Literal["last", "best"] = param("last", help="Selection when no files are given: last N or best N by cv loss")
+    num: int = param(5, min=1, max=100, help="How many checkpoints to average")
+    out: str = param("", help="Output .pt (default: <exp>/averaged/<model>.pt)")
+
+
+def _render_average(res: dict) -> str:
+    lines = [f"  {Path(s).name}" + (f"  cv loss {res['scores'][Path(s).name]:.4f}"
+                                    if res["scores"].get(Path(s).name) is not None else "") for s in res["sources"]]
+    return "\n".join([*lines, res["summary"]])
+
+
+@operation("cosyvoice.average", params=AverageJob, kind="light", title="Average CosyVoice checkpoints",
+           cli=Command("cosyvoice average", "Average checkpoints: last N or best N by validation loss, or given files",
+                       positional=("files*",)), render=_render_average)
+def average_op(p: AverageJob, hooks: Hooks, ws: Workspace) -> dict:
+    from engines.cosyvoice.average import average_checkpoints
+
+    exp = ws.cosyvoice_experiment_dir(p.exp_name) if p.exp_name.strip() else None
+    sources: Any = p.files or p.src or (exp / p.model if exp is not None else None)
+    if not sources:
+        raise InvalidInputError("Nothing to average.", "Give checkpoint files, --src DIR or --exp NAME.")
+    if not p.out and exp is None:
+        raise InvalidInputError("Where should the averaged model go?", "Pass --out PATH.")
+    out = Path(p.out) if p.out else exp / "averaged" / f"{p.model}.pt"
+    res = average_checkpoints(sources, out, p.mode, p.num, hooks)
+    return {"summary": f"averaged {len(res.sources)} checkpoint(s) -> {res.out_path}", "out": str(res.out_path),
+            "sources": [str(s) for s in res.sources], "scores": res.scores}
+
+
+@dataclass
+class AssembleJob:
+    exp_name: str = param("", flag="--exp", help="Experiment whose epochs are averaged (cosyvoice/train/<exp>)")
+    name: str = param("", help="New model name (runtime/cosyvoice/models/<name>; default: the experiment)")
+    speaker: str = param("", help="Speaker id to register in spk2info.pt (default: the prepared data's speaker)")
+    base_model_dir: str = param("", flag="--base", help="Base model dir that was fine-tuned "
+                                                        "(default: the one the experiment used)")
+    data: str = param("", help="Prepared data whose spk2embedding.pt holds the speaker (default: the experiment's)")
+    embedding: str = param("", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
+    embedding_key: str = param("", help="Entry in spk2embedding.pt (default: the speaker or the only one)")
+    mode: Literal["last", "best"] = param("last", help="Average the last N epochs or the best N by cv loss")
+    num: int = param(5, min=1, max=100, help="How many epochs to average")
+    reuse_averaged: bool = param(False, help="Use <exp>/averaged/*.pt from `cosyvoice average` instead of averaging")
+    llm: str = param("", help="Fine-tuned llm checkpoint to use as is (instead of averaging the experiment)")
+    flow: str = param("", help="With --llm: fine-tuned flow checkpoint (default: the base flow.pt)")
+    copy: bool = param(False, help="Copy the base files instead of symlinking them")
+    overwrite: bool = param(False, help="Replace an existing model dir of that name")
+
+
 def _speaker_embedding_file(ws: Workspace, p: AssembleJob) -> Path:
+    if p.embedding.strip():
+        return Path(p.embedding.strip())
     data_dir = experiment_data_dir(ws, p.exp_name, p.data)
     if data_dir is None:
         raise InvalidInputError(f"Experiment '{p.exp_name}' does not say which data it was trained on.",
@@ -192,20 +228,38 @@ def _default_speaker(embedding_file: Path) -> str:
     try:
         report = json.loads((embedding_file.parents[1] / "prepare.json").read_text(encoding="utf-8"))
         return str(report["report"]["speaker"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return ""
 
 
-@operation("cosyvoice.assemble", params=AssembleJob, kind="light", title="Average checkpoints and assemble a model dir")
+def _weights_to_assemble(ws: Workspace, p: AssembleJob) -> tuple[str, str | None] | None:
+    """Explicit llm/flow files, or an earlier average of the experiment; None = average now."""
+    if p.llm.strip():
+        return p.llm.strip(), p.flow.strip() or None
+    if p.reuse_averaged and p.exp_name.strip():
+        avg = ws.cosyvoice_experiment_dir(p.exp_name) / "averaged"
+        if (avg / "llm.pt").is_file():
+            return str(avg / "llm.pt"), str(avg / "flow.pt") if (avg / "flow.pt").is_file() else None
+    if not p.exp_name.strip():
+        raise InvalidInputError("No experiment and no llm checkpoint given.",
+                                "Pick the training experiment to average (--exp), or pass --llm PATH.")
+    return None
+
+
+@operation("cosyvoice.assemble", params=AssembleJob, kind="light", title="Average checkpoints and assemble a model dir",
+           cli=Command("cosyvoice assemble", "Make a model dir for a fine-tuned speaker (base files + weights + "
+                       "spk2info.pt)"),
+           render=lambda res: f"model dir: {res['model_dir']}\nspeakers: {', '.join(res['speakers'])}")
 def assemble_op(p: AssembleJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.assemble import (
         assemble_from_experiment,
+        assemble_model_dir,
+        default_models_dir,
         load_speaker_embedding,
     )
 
-    if not p.exp_name.strip():
-        raise InvalidInputError("No experiment chosen.", "Pick the training experiment to average.")
-    base = p.base_model_dir.strip() or experiment_params(ws, p.exp_name).get("model_dir") or ""
+    weights = _weights_to_assemble(ws, p)
+    base = p.base_model_dir.strip() or (experiment_params(ws, p.exp_name).get("model_dir") if p.exp_name else "") or ""
     if not base:
         raise InvalidInputError(f"The base model of experiment '{p.exp_name}' is unknown.",
                                 "Give the base model dir that was fine-tuned.")
@@ -213,10 +267,15 @@ def assemble_op(p: AssembleJob, hooks: Hooks, ws: Workspace) -> dict:
     speaker = p.speaker.strip() or _default_speaker(emb_file)
     if not speaker:
         raise InvalidInputError("No speaker name given.", "Type the speaker id to register in spk2info.pt.")
-    embedding = load_speaker_embedding(emb_file, speaker)
+    embedding = load_speaker_embedding(emb_file, p.embedding_key.strip() or speaker)
     name = p.name.strip() or p.exp_name
-    res = assemble_from_experiment(ws, p.exp_name, base, name, speaker, embedding, p.mode, p.num,
-                                   link=not p.copy, overwrite=p.overwrite, hooks=hooks)
+    if weights is None:
+        res = assemble_from_experiment(ws, p.exp_name, base, name, speaker, embedding, p.mode, p.num,
+                                       link=not p.copy, overwrite=p.overwrite, hooks=hooks)
+    else:
+        res = assemble_model_dir(base, default_models_dir(ws) / safe_name(name), weights[0], weights[1],
+                                 spk_name=speaker, spk_embedding=embedding, link=not p.copy, overwrite=p.overwrite,
+                                 hooks=hooks)
     return {"summary": f"model dir {res.model_dir.name} with speaker(s) {', '.join(res.speakers)}",
             "model_dir": str(res.model_dir), "speakers": list(res.speakers), "speaker": speaker}
 
@@ -232,6 +291,16 @@ class SynthJob(SynthParams):
     out: str = param("", help="Output wav (single) or folder (grid); default under runtime/outputs/cosyvoice")
 
 
+def model_dir_of(ws: Workspace, model: str, model_dir: str) -> str:
+    """An assembled model's name (runtime/cosyvoice/models/<name>) or a model dir path."""
+    from engines.cosyvoice.assemble import default_models_dir
+
+    chosen = str(default_models_dir(ws) / safe_name(model)) if model.strip() else model_dir
+    if not chosen:
+        raise InvalidInputError("No model given.", "Choose an assembled model (--model NAME) or a model dir.")
+    return chosen
+
+
 def _speeds(values: list[Any]) -> list[float]:
     out = []
     for v in values:
@@ -242,14 +311,19 @@ def _speeds(values: list[Any]) -> list[float]:
     return out
 
 
-@operation("cosyvoice.synth", params=SynthJob, kind="gpu", title="CosyVoice synthesis")
+def _render_synth(res: dict) -> str:
+    if "grid" in res:
+        return "\n".join(json.dumps(item, ensure_ascii=False) for item in res["grid"])
+    return res["audio"]
+
+
+@operation("cosyvoice.synth", params=SynthJob, kind="gpu", title="CosyVoice synthesis",
+           cli=Command("cosyvoice synth", "Synthesise speech with a model dir (sft speaker, zero-shot or instruct)"),
+           render=_render_synth)
 def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
-    from engines.cosyvoice.assemble import default_models_dir
     from engines.cosyvoice.synth import compare_grid, load_presets, synthesize
 
-    model_dir = str(default_models_dir(ws) / safe_name(p.model)) if p.model.strip() else p.model_dir
-    if not model_dir:
-        raise InvalidInputError("No model given.", "Choose an assembled model or a model dir.")
+    model_dir = model_dir_of(ws, p.model, p.model_dir)
     presets = load_presets(ws)
     checkout = ws.settings.cosyvoice_repo
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -273,22 +347,16 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
     return {"summary": f"wrote {path.name}", "audio": str(path), "model_dir": model_dir}
 
 
-# -- hand-over to the A/B tab -----------------------------------------------------------------
+@dataclass
+class SpeakersParams:
+    model: str = param("", help="Assembled model name (runtime/cosyvoice/models/<name>)")
+    model_dir: str = param("", help="Or a model dir path")
 
-def send_to_ab(ws: Workspace, model_dir: str, checkpoint_a: str, checkpoint_b: str, text: str = "",
-               speaker: str = "", mode: str = "sft", seed: int = 0, speed: float = 1.0) -> Path:
-    """Write ``<workspace>/ab/cosyvoice_pending.json`` for the A/B tab to pre-fill a comparison.
 
-    ``checkpoint_*`` are epoch_N_whole.pt paths (or "" for the model dir's own weights).
-    """
-    if not model_dir:
-        raise InvalidInputError("No model chosen.", "Pick the model dir both checkpoints belong to.")
-    if not checkpoint_a and not checkpoint_b:
-        raise InvalidInputError("No checkpoints chosen.", "Pick two checkpoints (A and B) to compare.")
-    for c in (checkpoint_a, checkpoint_b):
-        if c and not Path(c).is_file():
-            raise InvalidInputError(f"Checkpoint {c} does not exist.")
-    record = {"kind": "cosyvoice", "model_dir": str(model_dir), "a": {"checkpoint": checkpoint_a or None},
-              "b": {"checkpoint": checkpoint_b or None}, "text": text, "speaker": speaker, "mode": mode,
-              "seed": int(seed), "speed": float(speed), "created": time.time()}
-    return write_json(ws.root / COSYVOICE_PENDING, record)
+@operation("cosyvoice.speakers", params=SpeakersParams, kind="inline", title="Speakers of a model dir",
+           cli=Command("cosyvoice speakers", "List the speaker ids in a model dir's spk2info.pt", json_key="speakers"),
+           render=lambda res: "\n".join(res["speakers"]))
+def speakers_op(p: SpeakersParams, hooks: Hooks, ws: Workspace) -> dict:
+    from engines.cosyvoice.model_dir import list_speakers
+
+    return {"speakers": list_speakers(model_dir_of(ws, p.model, p.model_dir))}

@@ -23,11 +23,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engines.core.atomic import atomic_path, write_json
-from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError, VoiceLabError
+from engines.core.errors import (
+    InvalidInputError,
+    InvalidModelError,
+    MissingAssetError,
+    VoiceLabError,
+)
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param
 from engines.cosyvoice import upstream
 from engines.cosyvoice.average import load_checkpoint_state
+from engines.cosyvoice.model_dir import list_speakers
 
 EOP = "<|endofprompt|>"
 NEUTRAL_PRESET = "You are a helpful assistant."
@@ -159,24 +165,6 @@ def with_endofprompt(prefix: str, text: str = "") -> str:
     if EOP in prefix or EOP in text:
         return prefix + text if EOP in prefix else text
     return f"{prefix.strip()}{EOP}{text}"
-
-
-# -- model dir helpers --------------------------------------------------------------------
-
-def list_speakers(model_dir: str | os.PathLike) -> list[str]:
-    """Speaker ids in the model dir's spk2info.pt (empty when there is none)."""
-    import torch
-
-    path = Path(model_dir) / "spk2info.pt"
-    if not path.is_file():
-        return []
-    try:
-        info = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise InvalidModelError(f"{path} cannot be read: {exc}") from exc
-    if not isinstance(info, dict):
-        raise InvalidModelError(f"{path} does not hold a speaker dict.")
-    return [str(k) for k in info.keys()]
 
 
 # -- loading through upstream ---------------------------------------------------------------

@@ -36,7 +36,7 @@ from engines.core.atomic import write_json, write_text
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
-from engines.core.settings import PROJECT_ROOT, safe_name
+from engines.core.settings import PROJECT_ROOT
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config
 from engines.cosyvoice.logparse import LogParser, metric_record
@@ -79,10 +79,6 @@ class TrainResult:
     checkpoints: dict[str, list[Path]] = field(default_factory=dict)
     latest: dict[str, Path | None] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
-
-
-def experiment_dir(ws: Any, exp_name: str) -> Path:
-    return Path(ws.cosyvoice) / "train" / safe_name(exp_name)
 
 
 def model_list(models: str) -> list[str]:
@@ -331,7 +327,7 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
     _validate(params)
     checkout = upstream.require_checkout(upstream.checkout_path(ws.settings))
     script = upstream.train_script(checkout)
-    exp = experiment_dir(ws, params.exp_name)
+    exp = ws.cosyvoice_experiment_dir(params.exp_name)
     exp.mkdir(parents=True, exist_ok=True)
     config = write_sft_config(params.model_dir, exp / "sft.yaml", params)
     write_json(exp / "params.json", dataclasses.asdict(params))

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from engines.core.errors import Cancelled, InvalidInputError, MissingAssetError, VoiceLabError
+from engines.core.errors import (
+    Cancelled,
+    InvalidInputError,
+    MissingAssetError,
+    VoiceLabError,
+)
 from engines.core.hooks import Hooks, ensure_hooks
 
 UPSTREAM_URL = "https://github.com/FunAudioLLM/CosyVoice.git"

@@ -7,7 +7,7 @@ CTranslate2 model folder can be given; a hub model name ("small",
 unless the user explicitly allows downloading it.
 
 Results go to the dataset's ``transcripts.json`` (see
-``engines.cosyvoice.transcripts``), saved as the job goes so a cancelled
+``engines.dataset.transcripts``), saved as the job goes so a cancelled
 run keeps what it did; text the user edited or imported is never
 overwritten.
 """
@@ -153,7 +153,12 @@ def transcribe_dataset(ws: Workspace, dataset: str, params: AsrParams | None = N
                        hooks: Hooks | None = None) -> AsrReport:
     """Transcribe every clip of ``dataset`` that needs it; progress per clip, cancellable between clips."""
     from engines.core.audio import load_audio
-    from engines.cosyvoice.transcripts import dataset_clips, load_transcripts, merge_transcriptions, transcripts_path
+    from engines.dataset.transcripts import (
+        dataset_clips,
+        load_transcripts,
+        merge_transcriptions,
+        transcripts_path,
+    )
 
     params = validate(params or AsrParams())
     hooks = ensure_hooks(hooks)

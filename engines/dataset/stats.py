@@ -7,7 +7,13 @@ from pathlib import Path
 
 from engines.core.errors import InvalidInputError
 from engines.core.settings import Workspace, safe_name
-from engines.dataset.manifest import MANIFEST_NAME, dataset_lock, dataset_path, load_manifest, save_manifest
+from engines.dataset.manifest import (
+    MANIFEST_NAME,
+    dataset_lock,
+    dataset_path,
+    load_manifest,
+    save_manifest,
+)
 
 
 @dataclass

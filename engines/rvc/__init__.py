@@ -12,9 +12,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "load_voice": "engines.rvc.voice",
-    "load_content_encoder": "engines.rvc.hubert",
-    "extract_f0": "engines.rvc.f0",
+    "load_voice": "engines.rvc.infer.voice",
+    "load_content_encoder": "engines.rvc.content.hubert",
+    "extract_f0": "engines.rvc.pitch.f0",
 }
 
 __all__ = list(_LAZY)

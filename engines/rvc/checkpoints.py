@@ -27,11 +27,11 @@ from typing import Any, Mapping
 
 from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks
-from engines.rvc.configs import (
+from engines.rvc.models.configs import (
+    _UPSAMPLING,
     CONTENT_DIM,
     SMALL_CONFIG_FIELDS,
     SMALL_MODEL_SEGMENT,
-    _UPSAMPLING,
     SR_TAGS,
     parse_sr,
     parse_version,

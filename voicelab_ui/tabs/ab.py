@@ -1,7 +1,7 @@
 """A/B Listen tab: convert one clip with several checkpoints/models/parameter sets, vote pair by pair, rank.
 
-A session (engines.rvc.ab) is created at once; its conversions run as one
-``rvc.ab_render`` job (cached, so reopening converts nothing twice). When the
+A session (engines.ab.sessions) is created at once; its conversions run as one
+``ab.render`` job (cached, so reopening converts nothing twice). When the
 job ends the first unjudged pair is shown: two players side by side (they
 stack on a phone), labelled only "A" and "B" in blind mode until the vote.
 The session id is kept in the browser, so a reload resumes where it was.
@@ -14,16 +14,22 @@ from typing import Any
 
 import gradio as gr
 
+from engines.ab import sessions as ab
+from engines.ab.ops import read_cosyvoice_pending
 from engines.core.errors import VoiceLabError
 from engines.core.params import build as build_params
+from engines.core.paths import confine
 from engines.dataset.stats import list_clips, list_datasets
-from engines.rvc import ab
-from engines.rvc.convert import ConvertParams
-from engines.rvc.ops_convert import list_experiments, list_models, read_cosyvoice_pending, resolve_model
+from engines.rvc.infer.convert import ConvertParams
+from engines.rvc.ops.catalog import list_experiments, list_models, resolve_model
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
-from voicelab_ui.paths import confine
-from voicelab_ui.tabs.convert import confined_index, f0_method_choices, form_overrides, index_choices
+from voicelab_ui.rvc_forms import (
+    confined_index,
+    f0_method_choices,
+    form_overrides,
+    index_choices,
+)
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 MAX_CLIPS = 500
@@ -125,7 +131,7 @@ def param_set_labels(stem: str, pa: dict[str, Any], pb: dict[str, Any]) -> tuple
 
 def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     ws = ctx.ws
-    from engines.rvc.f0 import available_f0_methods
+    from engines.rvc.pitch.f0 import available_f0_methods
 
     f0_opts, f0_default, _ = f0_method_choices(available_f0_methods, str(ws.settings.resolved_rmvpe()))
     session_id = gr.BrowserState("", storage_key="voicelab_ab_session")
@@ -258,7 +264,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             raise user_error(exc) from exc
 
     def launch(session: ab.ABSession) -> tuple:
-        job = submit_job(ctx, "rvc.ab_render", {"session": session.id},
+        job = submit_job(ctx, "ab.render", {"session": session.id},
                          title=f"A/B: {len(session.candidates)} candidates, {len(session.pairs)} pair(s)")
         return job, session.id, f"{len(session.candidates)} candidates, {len(session.pairs)} pair(s) — converting…"
 
@@ -325,7 +331,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     run_params.click(start_params, [source, one_model, index, blind, f0_a, f0_b, *wa.values(), *wb.values()], started)
 
     def start_pending(bl: bool) -> tuple:
-        job = submit_job(ctx, "rvc.ab_render", {"cosyvoice_pending": True, "blind": bool(bl)},
+        job = submit_job(ctx, "ab.render", {"cosyvoice_pending": True, "blind": bool(bl)},
                          title="A/B: CosyVoice checkpoints")
         return job, "converting…"
 
@@ -401,7 +407,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     def after_job(marker: str, sid: str) -> list:
         job_id = (marker or "").split(":", 1)[0]
         rec = ctx.runner.get(job_id) if job_id else None
-        if rec is None or rec.op != "rvc.ab_render":
+        if rec is None or rec.op != "ab.render":
             return [sid, *[gr.update()] * (len(pair_outputs) + 1)]
         if rec.state != "done":
             return [sid, f"✘ **{rec.state}**: {rec.error or rec.message}", *[gr.update()] * len(pair_outputs)]

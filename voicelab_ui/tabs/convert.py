@@ -16,17 +16,34 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.paths import confine
 from engines.core.settings import safe_name
-from engines.rvc.convert import ConvertParams
-from engines.rvc.ops_convert import ExtractJob, MergeJob, list_indexes, list_models, resolve_index, resolve_model
+from engines.rvc.infer.convert import ConvertParams
+from engines.rvc.ops.catalog import (
+    generator_files,
+    list_models,
+    resolve_index,
+    resolve_model,
+)
+from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
-from voicelab_ui.paths import confine
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.rvc_forms import (
+    confined_index,
+    f0_method_choices,
+    form_overrides,
+    index_choices,
+)
+from voicelab_ui.widgets import (
+    api_signature,
+    param_widgets,
+    submit_job,
+    user_error,
+    values_to_params,
+)
 
 MAX_PLAYERS = 6
-F0_PREFERENCE = ("rmvpe", "fcpe", "crepe-tiny", "swift", "harvest", "pm")
 
 add({
     "vc.inputs": ("Input audio", "输入音频"),
@@ -59,34 +76,6 @@ add({
     "vc.merge_a": ("Model A", "模型 A"),
     "vc.merge_b": ("Model B", "模型 B"),
     "vc.merge": ("Merge", "融合"),
-    "param.transpose": ("Transpose (semitones)", "变调（半音）"),
-    "help.transpose": ("Pitch shift in semitones: +12 = one octave up (male → female ≈ +12, female → male ≈ -12)",
-                       "以半音为单位变调：+12 = 升高一个八度（男转女约 +12，女转男约 -12）"),
-    "param.f0_method": ("Pitch extraction method", "音高提取算法"),
-    "help.f0_method": ("rmvpe is the usual best; pm is fastest; crepe/fcpe are network-based",
-                       "rmvpe 通常效果最好；pm 最快；crepe/fcpe 基于神经网络"),
-    "param.index_rate": ("Index rate", "检索特征占比"),
-    "help.index_rate": ("How much of the index's voice features to blend in (0 = index unused)",
-                        "混入索引中音色特征的比例（0 = 不使用索引）"),
-    "param.filter_radius": ("Median filter radius", "中值滤波半径"),
-    "help.filter_radius": ("harvest only: >= 3 median-filters the pitch curve (less muffled breathing)",
-                           "仅 harvest：>= 3 时对音高曲线做中值滤波，可减轻哑音"),
-    "param.resample_sr": ("Resample output to (Hz)", "输出重采样 (Hz)"),
-    "help.resample_sr": ("0 = the model's own rate; otherwise 16000..48000", "0 = 使用模型自身采样率；否则为 16000..48000"),
-    "param.rms_mix_rate": ("Volume envelope mix", "响度因子"),
-    "help.rms_mix_rate": ("0 = follow the input's loudness envelope, 1 = keep the model's output",
-                          "0 = 跟随输入的响度包络，1 = 保持模型输出的响度"),
-    "param.protect": ("Protect consonants", "保护清辅音"),
-    "help.protect": ("Protect breaths and voiceless consonants from the index (0.5 = off)",
-                     "保护清辅音和呼吸声不受索引影响（0.5 = 关闭）"),
-    "param.speaker_id": ("Speaker ID", "说话人 ID"),
-    "help.speaker_id": ("Speaker of multi-speaker models (0 for most models)", "多说话人模型的说话人（多数模型为 0）"),
-    "param.output_format": ("Output format", "输出格式"),
-    "help.output_format": ("File format of the converted audio", "转换结果的文件格式"),
-    "help.convert_normalize": ("Peak-normalise the output to -0.1 dBFS (off keeps the model's levels)",
-                               "将输出峰值归一化到 -0.1 dBFS（关闭则保持模型原电平）"),
-    "param.seed": ("Seed", "随机种子"),
-    "help.seed": ("Noise seed for repeatable output (-1 = random)", "噪声种子，相同种子输出相同（-1 = 随机）"),
     "param.name": ("Output name", "输出名称"),
     "help.name": ("Name of the new model in weights/ (empty = automatic)", "weights/ 中新模型的名称（留空自动命名）"),
     "param.sr": ("Sample rate", "采样率"),
@@ -100,35 +89,6 @@ add({
     "param.alpha": ("Weight of model A", "模型 A 权重"),
     "help.alpha": ("1 = only A, 0 = only B", "1 = 只用 A，0 = 只用 B"),
 })
-
-
-def f0_method_choices(probe: Any, rmvpe: str | None = None) -> tuple[list[tuple[str, str]], str, str]:
-    avail = probe(rmvpe)
-    choices = [(m if ok else f"{m} ✗", m) for m, (ok, _) in avail.items()]
-    default = next((m for m in F0_PREFERENCE if avail.get(m, (False, ""))[0]), "pm")
-    why = "\n".join(f"- **{m}**: {reason}" for m, (ok, reason) in avail.items() if not ok)
-    return choices, default, why
-
-
-def form_overrides(cls: type, min_width: int) -> dict[str, dict]:
-    """Widget overrides for a ConvertParams form: narrow-screen width, and normalize's conversion help."""
-    import dataclasses
-
-    out: dict[str, dict] = {f.name: {"min_width": min_width} for f in dataclasses.fields(cls)}
-    out["normalize"]["info"] = t("help.convert_normalize")
-    return out
-
-
-def confined_index(ws: Any, idx: str, model_path: Path) -> str | None:
-    """The index to use ("auto"/"none"/a path), refusing paths outside the readable folders."""
-    found = resolve_index(ws, idx, model_path)
-    if found:
-        confine(ws, found, "index")
-    return found
-
-
-def index_choices(ws: Any) -> list[tuple[str, str]]:
-    return [("auto", "auto"), ("none", "none")] + [(r["name"], r["path"]) for r in list_indexes(ws)]
 
 
 def finished_record(ctx: UIContext, marker: str) -> Any:
@@ -153,13 +113,9 @@ def info_rows(info: dict) -> list[list[str]]:
     return rows
 
 
-def generator_files(ws: Any) -> list[str]:
-    return [str(p) for p in sorted(ws.experiments.glob("*/G_*.pth"))]
-
-
 def build(ctx: UIContext) -> None:
     ws = ctx.ws
-    from engines.rvc.f0 import available_f0_methods
+    from engines.rvc.pitch.f0 import available_f0_methods
 
     rmvpe = str(ws.settings.resolved_rmvpe())
     f0_opts, f0_default, f0_why = f0_method_choices(available_f0_methods, rmvpe)
@@ -216,7 +172,7 @@ def build(ctx: UIContext) -> None:
         g_file = gr.Dropdown(choices=generator_files(ws), value=None, allow_custom_value=True,
                              label=t("vc.extract_ckpt"), elem_id="vl-vc-gfile")
         with gr.Row():
-            ex_w = param_widgets(ExtractJob, skip=("checkpoint",),
+            ex_w = param_widgets(ExtractJob, skip=("checkpoint", "out", "f0"),
                                  overrides={k: {"min_width": 160} for k in ("name", "sr", "version", "info", "overwrite")})
         extract_btn = gr.Button(t("vc.extract"), elem_id="vl-vc-extract")
         gr.Markdown(t("vc.merge_title"))
@@ -226,7 +182,7 @@ def build(ctx: UIContext) -> None:
             merge_b = gr.Dropdown(choices=models, value=None, allow_custom_value=True, label=t("vc.merge_b"),
                                   min_width=200, elem_id="vl-vc-merge-b")
         with gr.Row():
-            mg_w = param_widgets(MergeJob, skip=("model_a", "model_b"),
+            mg_w = param_widgets(MergeJob, skip=("model_a", "model_b", "out"),
                                  overrides={k: {"min_width": 160} for k in ("alpha", "name", "info", "overwrite")})
         merge_btn = gr.Button(t("vc.merge"), elem_id="vl-vc-merge")
         tools_md = gr.Markdown(elem_id="vl-vc-tools-result")
@@ -380,55 +336,43 @@ def build(ctx: UIContext) -> None:
 
 
 def register_api(ctx: UIContext) -> None:
-    """``/convert``: one audio file in, the converted file and a report dict out (waits for the result)."""
+    """``/convert``: one audio file in, the converted file and a report dict out (waits for the result).
+
+    The endpoint's keyword parameters are ConvertParams' fields; the conversion runs as an
+    ``rvc.convert`` job like the tab's, so it queues with the other jobs.
+    """
     ws = ctx.ws
-    defaults = ConvertParams()
     with gr.Group(visible=False):
         a_audio = gr.File(type="filepath", label="audio")
         a_model = gr.Textbox(label="model")
         a_index = gr.Textbox(label="index")
-        a_values = {
-            "transpose": gr.Number(value=defaults.transpose, precision=0, label="transpose"),
-            "f0_method": gr.Textbox(value=defaults.f0_method, label="f0_method"),
-            "index_rate": gr.Number(value=defaults.index_rate, label="index_rate"),
-            "filter_radius": gr.Number(value=defaults.filter_radius, precision=0, label="filter_radius"),
-            "resample_sr": gr.Number(value=defaults.resample_sr, precision=0, label="resample_sr"),
-            "rms_mix_rate": gr.Number(value=defaults.rms_mix_rate, label="rms_mix_rate"),
-            "protect": gr.Number(value=defaults.protect, label="protect"),
-            "speaker_id": gr.Number(value=defaults.speaker_id, precision=0, label="speaker_id"),
-            "output_format": gr.Textbox(value=defaults.output_format, label="output_format"),
-            "normalize": gr.Checkbox(value=defaults.normalize, label="normalize"),
-            "seed": gr.Number(value=defaults.seed, precision=0, label="seed"),
-        }
+        a_values = param_widgets(ConvertParams)
         a_out = gr.File(label="converted")
         a_info = gr.JSON(label="info")
         a_btn = gr.Button("convert")
+    names = list(a_values)
 
-    def convert(audio: str, model: str, index: str = "", transpose: float = 0, f0_method: str = "rmvpe",
-                index_rate: float = 0.75, filter_radius: float = 3, resample_sr: float = 0,
-                rms_mix_rate: float = 0.25, protect: float = 0.33, speaker_id: float = 0,
-                output_format: str = "wav", normalize: bool = True, seed: float = -1) -> tuple[str, dict]:
+    def convert(audio: str, model: str, index: str, *values: Any) -> tuple[str, dict]:
         """Convert one audio file with an RVC model (a name in weights/ or a server path).
 
         index: an .index path or name, "auto" (the model's own index) or "" (none).
         Returns the converted file and a report (timings, parameters, model, index).
         """
-        from engines.rvc.convert import api_convert
-
         if not audio:
             raise gr.Error("No audio file given.")
         try:
             src = confine(ws, audio, "audio file")
             model_path = resolve_model(ws, model)
             confine(ws, model_path, "model")
-            idx = confined_index(ws, index or "", model_path)
-            out, info = api_convert(ws, str(src), str(model_path), idx, transpose=int(transpose), f0_method=f0_method,
-                                    index_rate=float(index_rate), filter_radius=int(filter_radius),
-                                    resample_sr=int(resample_sr), rms_mix_rate=float(rms_mix_rate),
-                                    protect=float(protect), speaker_id=int(speaker_id), output_format=output_format,
-                                    normalize=bool(normalize), seed=int(seed))
+            params = values_to_params(ConvertParams, names, values)
+            params.update(model=str(model_path), inputs=[str(src)], index=confined_index(ws, index or "", model_path) or "")
         except VoiceLabError as exc:
             raise user_error(exc) from exc
-        return out, client_json(info)
+        rec = ctx.runner.wait(submit_job(ctx, "rvc.convert", params, title=f"Convert {src.name} (API)"),
+                              timeout=24 * 3600)
+        if rec.state != "done":
+            raise gr.Error(rec.error or rec.message, duration=None)
+        return rec.result["outputs"][0], client_json(rec.result["report"])
 
-    a_btn.click(convert, [a_audio, a_model, a_index, *a_values.values()], [a_out, a_info], api_name="convert")
+    api = api_signature(convert, ConvertParams, leading=("audio", "model", "index"))
+    a_btn.click(api, [a_audio, a_model, a_index, *a_values.values()], [a_out, a_info], api_name="convert")

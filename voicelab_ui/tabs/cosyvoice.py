@@ -15,11 +15,18 @@ from typing import Any
 
 import gradio as gr
 
+from engines.ab.ops import send_to_ab
 from engines.core.errors import VoiceLabError
 from engines.core.params import info_of
-from engines.core.settings import safe_name
+from engines.core.paths import confine
+from engines.cosyvoice.catalog import (
+    all_checkpoints,
+    checkpoint_rows,
+    list_experiments,
+    synth_model_dirs,
+)
 from engines.cosyvoice.dataprep import PrepareParams, default_model_dir, iter_prepared
-from engines.cosyvoice.ops import AssembleJob, send_to_ab
+from engines.cosyvoice.ops import AssembleJob
 from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
 from engines.dataset.asr import AsrParams
@@ -27,7 +34,6 @@ from engines.dataset.stats import list_datasets
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import STRINGS, add, t
-from voicelab_ui.paths import confine
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 GRID_MAX = 12
@@ -263,7 +269,7 @@ def doctor_markdown(ws: Any, model_dir: str | None) -> str:
 
 
 def transcript_rows(ws: Any, dataset: str) -> list[dict]:
-    from engines.cosyvoice.transcripts import transcript_table
+    from engines.dataset.transcripts import transcript_table
 
     if not dataset:
         return []
@@ -285,69 +291,13 @@ def table_value(rows: list[dict]) -> list[list]:
     return [[r["clip_id"], round(r["duration"], 2) if r["duration"] else "", r["text"], state(r)] for r in rows]
 
 
-def list_experiments(ws: Any) -> list[str]:
-    root = Path(ws.cosyvoice) / "train"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and ((p / "params.json").is_file()
-                                                                  or (p / "sft.yaml").is_file()))
-
-
-def checkpoint_rows(ws: Any, exp: str) -> list[list]:
-    from engines.cosyvoice.average import cv_loss
-    from engines.cosyvoice.train import experiment_dir, list_checkpoints
-
-    if not exp:
-        return []
-    rows = []
-    for model in ("llm", "flow"):
-        for p in list_checkpoints(experiment_dir(ws, exp) / model):
-            loss = cv_loss(p)
-            rows.append([model, p.name, "" if loss is None else round(loss, 4), str(p)])
-    return rows
-
-
-def all_checkpoints(ws: Any) -> list[tuple[str, str]]:
-    """(label, path) of every epoch_N_whole.pt in the workspace's experiments."""
-    from engines.cosyvoice.train import experiment_dir, list_checkpoints
-
-    out = []
-    for exp in list_experiments(ws):
-        for model in ("llm", "flow"):
-            for p in list_checkpoints(experiment_dir(ws, exp) / model):
-                if p.name.endswith("_whole.pt"):
-                    out.append((f"{exp}/{model}/{p.name}", str(p)))
-    return out
-
-
-def base_model_dirs(ws: Any) -> list[str]:
-    """CosyVoice model folders under <assets>/cosyvoice (and the default one when present)."""
-    from engines.cosyvoice.dataprep import detect_version
-
-    found = []
-    root = Path(ws.assets) / "cosyvoice"
-    if root.is_dir():
-        found = [str(p) for p in sorted(root.iterdir()) if p.is_dir() and detect_version(p) is not None]
-    default = default_model_dir(ws)
-    if default.is_dir() and str(default) not in found:
-        found.insert(0, str(default))
-    return found
-
-
-def synth_model_dirs(ws: Any) -> list[str]:
-    from engines.cosyvoice.assemble import list_models
-    from engines.cosyvoice.upstream import detect_version
-
-    return [str(p) for p in list_models(ws)] + [d for d in base_model_dirs(ws) if detect_version(d) is not None]
-
-
 def metrics_frames(ws: Any, exp: str) -> tuple[Any, Any]:
     """(loss frame, accuracy frame) for the plots from <exp>/metrics.jsonl."""
     import pandas as pd
 
-    from engines.cosyvoice.train import experiment_dir, read_metrics
+    from engines.cosyvoice.train import read_metrics
 
-    rows = read_metrics(experiment_dir(ws, exp) / "metrics.jsonl") if exp else []
+    rows = read_metrics(ws.cosyvoice_experiment_dir(exp) / "metrics.jsonl") if exp else []
     # x = logged training batches so far (several batches share an optimizer step; cv sits where it ran)
     loss, acc, seen = [], [], 0
     for r in rows:
@@ -455,7 +405,8 @@ def build(ctx: UIContext) -> None:
             exp_dd = gr.Dropdown(choices=list_experiments(ws), value=None, allow_custom_value=True,
                                  label=t("cv.experiment"), elem_id="vl-cv-experiment", scale=3)
             exp_refresh = gr.Button(t("cv.refresh"), scale=0)
-        asm_w = form(AssembleJob, "asm", skip=("exp_name",))
+        # the tab averages the chosen experiment; explicit files and embeddings are for the CLI
+        asm_w = form(AssembleJob, "asm", skip=("exp_name", "embedding", "embedding_key", "llm", "flow", "reuse_averaged"))
         assemble_btn = gr.Button(t("cv.assemble"), variant="primary", elem_id="vl-cv-assemble")
         asm_msg = gr.Markdown(elem_id="vl-cv-assemble-msg")
 
@@ -546,7 +497,7 @@ def build(ctx: UIContext) -> None:
             raise gr.Error("Pick a dataset first.")
         params = values_to_params(AsrParams, asr_names, values)
         params["dataset"] = ds
-        return submit_job(ctx, "cosyvoice.transcribe", params, title=f"Transcribe dataset '{ds}'")
+        return submit_job(ctx, "dataset.transcribe", params, title=f"Transcribe dataset '{ds}'")
 
     transcribe_btn.click(start_transcribe, [dataset, *asr_w.values()], ctx.job_id, api_name="cosyvoice_transcribe")
 
@@ -560,7 +511,7 @@ def build(ctx: UIContext) -> None:
     table.select(pick_row, [rows_state], [clip_id, clip_text, player])
 
     def edit(ds: str, cid: str, text_value: str, action: str) -> tuple:
-        from engines.cosyvoice.transcripts import drop_clip, set_text
+        from engines.dataset.transcripts import drop_clip, set_text
 
         if not ds or not cid:
             raise gr.Error("Click a clip in the table first.")
@@ -578,7 +529,7 @@ def build(ctx: UIContext) -> None:
     undrop_btn.click(lambda d, c, x: edit(d, c, x, "keep"), [dataset, clip_id, clip_text], [table, rows_state])
 
     def do_import(ds: str, upload: str | None, beside: bool) -> tuple:
-        from engines.cosyvoice.transcripts import import_transcripts
+        from engines.dataset.transcripts import import_transcripts
 
         if not ds:
             raise gr.Error("Pick a dataset first.")
@@ -626,9 +577,7 @@ def build(ctx: UIContext) -> None:
     data_refresh.click(lambda d: gr.update(choices=list(iter_prepared(ws)), value=d), [data_dd], data_dd)
 
     def plots(exp: str, stamp: str) -> tuple:
-        from engines.cosyvoice.train import experiment_dir
-
-        path = experiment_dir(ws, exp) / "metrics.jsonl" if exp else None
+        path = ws.cosyvoice_experiment_dir(exp) / "metrics.jsonl" if exp else None
         try:
             st = path.stat() if path is not None else None
         except OSError:
@@ -661,7 +610,7 @@ def build(ctx: UIContext) -> None:
 
     # -- synthesize
     def speakers_of(model_dir: str | None):
-        from engines.cosyvoice.synth import list_speakers
+        from engines.cosyvoice.model_dir import list_speakers
 
         try:
             names = list_speakers(model_dir) if model_dir else []
@@ -769,7 +718,7 @@ def build(ctx: UIContext) -> None:
                 out[table], out[rows_state] = load_table(ds)
         elif rec.op == "cosyvoice.vendor_sync":
             out[status] = show_status(check)
-        elif rec.op == "cosyvoice.transcribe":
+        elif rec.op == "dataset.transcribe":
             out[transcripts_msg] = msg
             if ds and rec.params.get("dataset") == ds:
                 out[table], out[rows_state] = load_table(ds)
@@ -818,7 +767,7 @@ def build(ctx: UIContext) -> None:
 
     def set_text_api(dataset_name: str, clip: str, text_value: str) -> dict:
         """Set a clip's transcript (kept by later ASR runs)."""
-        from engines.cosyvoice.transcripts import set_text
+        from engines.dataset.transcripts import set_text
 
         try:
             return set_text(ws.dataset_dir(dataset_name), clip, text_value)
@@ -827,9 +776,9 @@ def build(ctx: UIContext) -> None:
 
     def metrics_api(exp: str) -> list:
         """Rows of an experiment's metrics.jsonl (loss/acc per logged batch and per validation)."""
-        from engines.cosyvoice.train import experiment_dir, read_metrics
+        from engines.cosyvoice.train import read_metrics
 
-        return read_metrics(experiment_dir(ws, safe_name(exp)) / "metrics.jsonl")
+        return read_metrics(ws.cosyvoice_experiment_dir(exp) / "metrics.jsonl")
 
     gr.api(doctor_api, api_name="cosyvoice_doctor")
     gr.api(transcripts_api, api_name="cosyvoice_transcripts")

@@ -7,12 +7,12 @@ import dataclasses
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.paths import confine
 from engines.dataset.importer import DatasetParams
 from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_datasets
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
-from voicelab_ui.paths import confine
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 PAGE_SIZE = 6

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engines.core.errors import VoiceLabError
 from engines.rvc.index import IndexParams
-from engines.rvc.ops_convert import feature_versions, list_experiments, list_indexes
+from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params

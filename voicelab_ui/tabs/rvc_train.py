@@ -1,7 +1,7 @@
 """RVC Train tab: experiment + dataset, the training options, asset status, jobs, live loss curves, checkpoints.
 
 "Preprocess + extract" and "Train" submit the ``rvc.preprocess`` / ``rvc.train``
-jobs (``engines.rvc.ops_train``) and hand their id to the shared job panel,
+jobs (``engines.rvc.ops.train``) and hand their id to the shared job panel,
 which streams the log. While a training job of the chosen experiment runs, a
 timer re-reads its ``metrics.jsonl`` and saved files every two seconds (only
 when they changed); the timer stops itself when no such job is left, and
@@ -19,21 +19,20 @@ import gradio as gr
 
 from engines.assets.check import human_size
 from engines.core.errors import InvalidInputError, VoiceLabError
+from engines.core.paths import confine
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
-from engines.rvc.ops_train import (
+from engines.rvc.ops.catalog import (
     experiment_settings,
     list_experiments,
-    pretrained_asset_names,
-    pretrained_paths,
     read_metrics,
     saved_files,
 )
-from engines.rvc.train_params import TrainParams
+from engines.rvc.ops.train import pretrained_asset_names, pretrained_paths
+from engines.rvc.train.params import TrainParams
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import STRINGS, add, t
-from voicelab_ui.paths import confine
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 REFRESH_SECONDS = 2.0
@@ -173,7 +172,7 @@ add({f"rvc.tr.help.{name}": value for name, value in OWN_HELP.items()})
 
 def f0_choices(ws: Any, rmvpe_path: str = "") -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Dropdown choices for the pitch method (unavailable ones marked) and the reason of each unavailable one."""
-    from engines.rvc.f0 import available_f0_methods
+    from engines.rvc.pitch.f0 import available_f0_methods
 
     rmvpe = rmvpe_path or str(ws.settings.resolved_rmvpe())
     status = available_f0_methods(rmvpe)
