@@ -21,3 +21,12 @@ def ws(tmp_path, monkeypatch):
     for var in ("VOICELAB_HOME", "VOICELAB_AUTH", "VOICELAB_PORT", "VOICELAB_HOST", "VOICELAB_DEVICE"):
         monkeypatch.delenv(var, raising=False)
     return Workspace.open(tmp_path / "ws")
+
+
+@pytest.fixture(autouse=True)
+def _close_job_runners():
+    """Each test's job runners stop their worker processes when the test ends."""
+    yield
+    from engines.core.jobs import close_all_runners
+
+    close_all_runners()

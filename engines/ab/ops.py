@@ -40,7 +40,7 @@ def _session_result(session: Any) -> dict:
             "outputs": [c.output for c in session.candidates], "blind": session.blind}
 
 
-@operation("ab.render", params=ABRenderJob, kind="gpu", title="A/B: convert the clip with every candidate")
+@operation("ab.render", params=ABRenderJob, kind="listening", title="A/B: convert the clip with every candidate")
 def ab_render_op(p: ABRenderJob, hooks: Hooks, ws: Workspace) -> dict:
     if p.cosyvoice_pending:
         session = render_cosyvoice_pending(ws, p.blind, hooks)

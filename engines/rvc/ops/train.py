@@ -114,7 +114,7 @@ def _preprocess_summary(p: PreprocessJob, paths: Any, cached: bool | None, entri
     return f"'{p.exp_name}': " + ", ".join(parts)
 
 
-@operation("rvc.preprocess", params=PreprocessJob, kind="gpu", title="RVC: preprocess + extract pitch and features",
+@operation("rvc.preprocess", params=PreprocessJob, kind="training", title="RVC: preprocess + extract pitch and features",
            cli=(Command("rvc preprocess", "Slice and normalise a dataset into an experiment (step 1)",
                         preset={"stages": "slice"}, skip=_TRAINING_ONLY + _EXTRACT_ONLY + ("skip_preprocess",)),
                 Command("rvc extract", "Extract pitch and HuBERT features, write the filelist (step 2)",
@@ -151,7 +151,7 @@ def _render_train(res: dict) -> str:
                       *(f"checkpoint model: {m}" for m in res["small_models"])])
 
 
-@operation("rvc.train", params=TrainParams, kind="gpu", title="RVC: train a voice model",
+@operation("rvc.train", params=TrainParams, kind="training", title="RVC: train a voice model",
            cli=Command("rvc train", "Preprocess, extract and train an RVC model (all steps)"), render=_render_train)
 def train_op(p: TrainParams, hooks: Hooks, ws: Workspace) -> dict:
     """The whole pipeline (preprocess -> pitch -> features -> training), resuming from the latest G/D."""
