@@ -39,7 +39,6 @@ LONG_MODULES: dict[str, int] = {
     "engines.rvc.infer.pipeline": 775,
     "engines.cosyvoice.dataprep": 517,
     "voicelab_ui.tabs.cosyvoice": 786,
-    "voicelab_ui.tabs.rvc_train": 520,
 }
 
 

@@ -14,8 +14,13 @@ import secrets
 import socket
 import sys
 
+from typing import TYPE_CHECKING
+
 from engines.core.errors import VoiceLabError
 from engines.core.settings import Workspace
+
+if TYPE_CHECKING:
+    from engines.core.jobs import JobRunner
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,13 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
-    from engines.core.jobs import JobRunner
     from voicelab_ui.app import CSS, build_app
     from voicelab_ui.context import UIContext
     from voicelab_ui.html_inject import HeadScriptMiddleware
     from voicelab_ui.i18n import gradio_i18n, language_head
 
-    runner = JobRunner(ws)
+    runner = start_runner(ws)
     demo = build_app(UIContext(ws=ws, runner=runner))
     print(f"VoiceLab workspace: {ws.root}", flush=True)
     print(f"VoiceLab studio: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}", flush=True)
@@ -108,6 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         quiet=False,
     )
     return 0
+
+
+def start_runner(ws: Workspace) -> "JobRunner":
+    """The job runner: queue, lanes, worker processes.
+
+    A stop by Ctrl-C or SIGTERM ends ``launch()``; at exit the runner stops its workers and marks their
+    jobs interrupted. After a crash the workers keep running and the next start re-attaches to them.
+    """
+    import signal
+
+    from engines.core.jobs import JobRunner
+
+    runner = JobRunner(ws)
+    if runner.reattached_at_start:
+        print(f"VoiceLab: following {runner.reattached_at_start} job(s) still running from before.", flush=True)
+
+    def on_term(*_args: object) -> None:
+        raise KeyboardInterrupt  # Gradio's launch() ends on it, then the exit handlers close the runner
+
+    signal.signal(signal.SIGTERM, on_term)
+    return runner
 
 
 def register_command(sub: argparse._SubParsersAction) -> None:
