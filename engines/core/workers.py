@@ -181,6 +181,7 @@ class WorkerPool:
         self.ws, self.store, self.policies = ws, store, policies
         self.workers: list[WorkerHandle] = []
         self.attached: dict[str, tuple[int, float | None]] = {}  # job id -> (pid, start time), after a restart
+        self._killing: set[str] = set()  # jobs whose processes enforce_cancels is killing (it records the end)
         self._lock = threading.RLock()
 
     # -- starting jobs ------------------------------------------------------
@@ -220,7 +221,7 @@ class WorkerPool:
             if worker in self.workers:
                 self.workers.remove(worker)
         job_id = worker.job
-        if job_id is None:
+        if job_id is None or job_id in self._killing:
             return
         rec = self.store.get(job_id)
         if rec is None or not rec.active:
@@ -242,8 +243,13 @@ class WorkerPool:
         for rec in running:
             if not rec.cancel_requested or now - rec.cancel_requested < grace:
                 continue
-            removed = kill_tree(rec.pid) if process_matches(rec.pid, rec.pid_start) else []
-            if self.store.finish(rec.id, "cancelled", message="Cancelled"):
+            self._killing.add(rec.id)
+            try:
+                removed = kill_tree(rec.pid) if process_matches(rec.pid, rec.pid_start) else []
+                finished = self.store.finish(rec.id, "cancelled", message="Cancelled")
+            finally:
+                self._killing.discard(rec.id)
+            if finished:
                 log_line(rec.log_path, f"Cancelled: the job did not stop within {grace:g} s, so its processes were "
                                        "stopped. Files already completed are kept"
                                        + (f"; {len(removed)} unfinished temp file(s) removed." if removed else "."))
