@@ -86,7 +86,7 @@ def _settings(**kw) -> Settings:
 
 
 def _rec(id_: str, kind: str, params: dict | None = None, device: str = "") -> SimpleNamespace:
-    return SimpleNamespace(id=id_, kind=kind, params=params or {}, device=device)
+    return SimpleNamespace(id=id_, kind=kind, params=params or {}, device=device, parent="")
 
 
 def _wait_for(predicate, timeout: float, what: str):
@@ -126,6 +126,10 @@ def test_plan_starts_lanes_devices_and_order():
     assert starts == []
     starts = plan_starts([_rec("l3", "listening")], [_rec("t0", "training", {})], s, 2)
     assert [(x.job_id, x.lane, x.slot) for x in starts] == [("l3", "listening", "auto")]
+    # A conversion someone waits for goes before previews a training queued earlier.
+    preview = _rec("p1", "listening")
+    preview.parent = "t0"
+    assert [x.job_id for x in plan_starts([preview, _rec("l4", "listening")], [], s, 2)] == ["l4"]
 
 
 def test_fits_on_gpu_falls_back_to_the_cpu_and_says_why():

@@ -86,9 +86,12 @@ class Start:
 def plan_starts(queued: Sequence[Any], running: Sequence[Any], settings: Any, cpu_slots: int) -> list[Start]:
     """The queued jobs (oldest first) that may start now, given the running ones.
 
-    ``queued``/``running`` are job records (``id``, ``kind``, ``params``, ``device``). A training job
-    never overtakes an older queued one that wants an overlapping device set, so none starves.
+    ``queued``/``running`` are job records (``id``, ``kind``, ``params``, ``device``, ``parent``). A
+    training job never overtakes an older queued one that wants an overlapping device set, so none
+    starves. In the listening lane a job somebody waits for (a conversion, an A/B render) goes before
+    the previews a training queued at its saves (jobs with a ``parent``).
     """
+    queued = sorted(queued, key=lambda r: r.kind == "listening" and bool(getattr(r, "parent", "")))
     starts: list[Start] = []
     busy_training = [training_claim(r.params, settings) for r in running if r.kind == "training"]
     busy_listening = {r.device for r in running if r.kind == "listening"}

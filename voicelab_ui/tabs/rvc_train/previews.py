@@ -36,7 +36,7 @@ class PreviewSection:
     players: list[Any]
     ab_saves: Any
     ab_clip: Any
-    latest: Any  # State: the newest save seen, so the view follows new saves while it shows the newest
+    latest: Any  # State "<exp>|<newest step>": the view follows new saves while it shows the newest
     ab_selected: Any
     ab_all: Any
 
@@ -44,18 +44,30 @@ class PreviewSection:
     def outputs(self) -> list[Any]:
         return [self.save, *self.players, self.ab_saves, self.ab_clip, self.latest]
 
-    def values(self, ws: Any, exp: str, current: str | None, latest_seen: str | None) -> list[Any]:
-        """New values for ``outputs`` after the experiment's previews may have changed."""
+    def values(self, ws: Any, exp: str, current: str | None, seen: str | None) -> list[Any]:
+        """New values for ``outputs`` after the experiment's previews may have changed.
+
+        ``seen`` is "<exp>|<newest step>" of the last refresh: a view showing the newest save follows
+        new saves; one showing an older save stays; players showing the right save are left alone
+        (a refresh during training must not stop a clip that plays).
+        """
         choices = preview_choices(ws, exp)
         steps = [s for _, s in choices]
         newest = steps[0] if steps else None
-        chosen = current if current in steps and current != latest_seen else newest
-        players = preview_players(ws, exp, chosen) if chosen else []
+        seen_exp, _, seen_newest = (seen or "").partition("|")
+        same_exp = seen_exp == exp
+        follows = current is None or current not in steps or current == seen_newest
+        chosen = current if same_exp and not follows else newest
+        if same_exp and chosen == current and current is not None:
+            players = [gr.update()] * MAX_PREVIEW_PLAYERS
+        else:
+            shown = preview_players(ws, exp, chosen) if chosen else []
+            players = [gr.update(value=shown[i]["audio"], label=shown[i]["label"], visible=True) if i < len(shown)
+                       else gr.update(value=None, visible=False) for i in range(MAX_PREVIEW_PLAYERS)]
         clips = ab_clip_choices(ws, exp)
-        return [gr.update(choices=choices, value=chosen),
-                *(gr.update(value=players[i]["audio"], label=players[i]["label"], visible=True) if i < len(players)
-                  else gr.update(value=None, visible=False) for i in range(MAX_PREVIEW_PLAYERS)),
-                gr.update(choices=choices), gr.update(choices=clips, value=clips[0][1] if clips else None), newest]
+        clip = gr.update(choices=clips) if same_exp else gr.update(choices=clips, value=clips[0][1] if clips else None)
+        return [gr.update(choices=choices, value=chosen), *players, gr.update(choices=choices), clip,
+                f"{exp}|{newest or ''}"]
 
 
 def build_previews() -> PreviewSection:
