@@ -186,7 +186,7 @@ def test_convert_api_calls_queue_in_the_listening_lane(tmp_path, material):
     shutil.copy(material["fast_voice"], wsdir / "weights" / "fast.pth")
     src = wsdir / "clip.wav"
     shutil.copy(material["clip"], src)
-    with studio(wsdir, env={"VOICELAB_HUBERT": str(material["fast_hubert"])}) as (url, _):
+    with studio(wsdir, env={"VOICELAB_HUBERT": str(material["fast_hubert"])}) as (url, proc):
         client = Client(url, verbose=False)
         calls = [client.submit(handle_file(str(src)), "fast", "", transpose=k, f0_method="pm", seed=k + 10,
                                api_name="/convert") for k in (0, 2, 4)]
@@ -200,6 +200,8 @@ def test_convert_api_calls_queue_in_the_listening_lane(tmp_path, material):
         workers = client.predict(api_name="/workers")
         assert [w["lane"] for w in workers] == ["listening"] and workers[0]["state"] == "idle"
         assert client.predict("listening", api_name="/free_workers") == 1
+        # The studio process itself never loaded a network: torch's library is not even mapped in it.
+        assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
 
 
 @pytest.mark.slow
@@ -248,6 +250,33 @@ def test_two_torchrun_nodes_train_like_one_node_of_the_same_world_size(tmp_path,
     for ra, rb in zip(a, b):
         for key in ("loss_mel", "loss_kl", "loss_fm", "loss_gen", "loss_disc", "loss_gen_all"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-3, abs=1e-4), (ra["step"], key)
+
+
+@pytest.mark.slow
+def test_progress_never_goes_backwards_in_the_data_and_model_file_operations(ws, material, tmp_path, monkeypatch):
+    """The operations of the CPU lane and preprocessing, through the runner, with every raw progress report traced."""
+    from tiny_rvc import make_tiny_generator_checkpoint, make_tiny_voice
+
+    trace = tmp_path / "progress.jsonl"
+    monkeypatch.setenv("VOICELAB_PROGRESS_TRACE", str(trace))
+    m = material
+    runner = JobRunner(ws)
+    incoming = ws.root / "incoming"
+    shutil.copytree(m["data"], incoming)
+    steps = [
+        ("dataset.import", {"name": "spoken", "sources": [str(incoming)]}),
+        ("rvc.preprocess", {**train_params("data", m, dataset="spoken")}),
+        ("rvc.index", {"exp_name": "data", "version": "v2"}),
+        ("rvc.ckpt_extract", {"checkpoint": str(make_tiny_generator_checkpoint(tmp_path / "G_3.pth", "v2", "40k"))}),
+        ("rvc.ckpt_merge", {"model_a": str(make_tiny_voice(tmp_path / "a.pth", seed=1)),
+                            "model_b": str(make_tiny_voice(tmp_path / "b.pth", seed=2)), "alpha": 0.3}),
+    ]
+    for op, params in steps:
+        rec = runner.wait(runner.submit(op, params), 300)
+        assert rec.state == "done", (op, rec.error)
+    ops = _monotonic_per_job(trace)
+    assert {op for op, _ in steps} <= set(ops)
+    assert {r.lane for r in runner.list()} == {"cpu", "training"}
 
 
 def _open_tab(page, name: str) -> None:

@@ -39,7 +39,7 @@ from engines.core.settings import Workspace
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
 CANCEL_GRACE = 1.0  # seconds a running job has to stop by itself before its processes are killed
-TICK = 0.05  # scheduler period (seconds)
+TICK = 0.1  # scheduler period (seconds); a submit or a cancel wakes it at once
 
 
 @dataclass

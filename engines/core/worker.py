@@ -141,6 +141,14 @@ def _peak_memory(device: str) -> dict[str, Any]:
     return out
 
 
+def _release_cached_gpu_memory() -> None:
+    """Between jobs a warm worker keeps its models but hands cached activation memory back to the GPU
+    (a training on the same GPU may need it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane: str, worker_id: str,
             jobs_done: int) -> tuple[str, bool]:
     """Run one job to its end; returns (final state, whether this worker should exit afterwards)."""
@@ -195,19 +203,19 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             rep.log("Cancelled by the user. Files already completed are kept; nothing half-written was left.")
             state = "cancelled"
             store.finish(job_id, "cancelled", message="Cancelled")
-        except VoiceLabError as exc:
-            rep.log(f"ERROR: {exc}")
-            store.finish(job_id, "failed", error=str(exc), message=exc.message[:500])
-        except BaseException as exc:  # noqa: BLE001 - a bug or an environment problem: report it, keep serving
+        except BaseException as exc:  # noqa: BLE001 - a user error, a bug, the environment: report it, keep serving
+            known = isinstance(exc, VoiceLabError)
+            rep.log(f"ERROR: {exc}" if known else "ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
             trouble = gpu_trouble(exc, rec.params)
-            rep.log("ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
-            if trouble is not None:
+            if trouble is not None:  # (also when a training rank's error came back as a VoiceLabError)
                 message, hint = trouble
+                error = f"{message} {hint}" + (f"\n{exc}" if known else "")
                 exit_after = True  # a CUDA context after an error is not to be trusted: start afresh
-                store.finish(job_id, "failed", error=f"{message} {hint}", message=message)
+            elif known:
+                message, error = exc.message, str(exc)
             else:
-                store.finish(job_id, "failed", error=f"Unexpected error: {type(exc).__name__}: {exc}",
-                             message=f"Unexpected error: {type(exc).__name__}")
+                message, error = f"Unexpected error: {type(exc).__name__}", f"Unexpected error: {type(exc).__name__}: {exc}"
+            store.finish(job_id, "failed", error=error, message=message[:500])
             if not isinstance(exc, Exception):
                 exit_after = True
         finally:
@@ -218,6 +226,7 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
                 store.update(job_id, worker=stats)
             except Exception:  # noqa: BLE001 - statistics are optional
                 pass
+            _release_cached_gpu_memory()
             rep.close()
     return state, exit_after
 
