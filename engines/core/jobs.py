@@ -35,6 +35,7 @@ from engines.core.lanes import lane_policies, plan_starts
 from engines.core.ops import get_operation, load_operations
 from engines.core.params import build, to_dict
 from engines.core.settings import Workspace
+from engines.core.workers import WorkerPool, log_line, tail
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
@@ -170,20 +171,6 @@ class JobStore:
         return [self._record(r) for r in rows]
 
 
-def log_line(path: str | Path, line: str) -> None:
-    """Append one timestamped line to a job log."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-
-
-def tail(path: str | Path, lines: int = 12) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def queue_job(store: JobStore, ws: Workspace, op_name: str, params: dict | Any | None = None, title: str = "",
               parent: str = "") -> str:
     """Validate ``params`` for ``op_name`` and add a queued job; returns its id (any process may call this)."""
@@ -209,8 +196,6 @@ class JobRunner:
     """Runs operations as background jobs for one workspace, in lanes, on worker processes."""
 
     def __init__(self, ws: Workspace, light_workers: int | None = None, reattach: bool | None = None) -> None:
-        from engines.core.workers import WorkerPool
-
         self.ws = ws
         ws.ensure()
         load_operations()

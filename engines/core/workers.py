@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -34,6 +35,20 @@ SIGNAL_CAUSES = {
     "SIGBUS": "crashed (SIGBUS: a memory-mapped file went away, or the disk is full)",
     "SIGTERM": "was stopped (SIGTERM)",
 }
+
+
+def log_line(path: str | Path, line: str) -> None:
+    """Append one timestamped line to a job log."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+
+def tail(path: str | Path, lines: int = 12) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def death_cause(returncode: int | None) -> str:
@@ -204,8 +219,6 @@ class WorkerPool:
             self._fail(start.job_id, f"Its worker process (pid {worker.pid}) could not be reached.")
 
     def _fail(self, job_id: str, message: str) -> None:
-        from engines.core.jobs import log_line, tail
-
         rec = self.store.get(job_id)
         if rec is None or not rec.active:
             return
@@ -215,8 +228,6 @@ class WorkerPool:
             log_line(rec.log_path, f"ERROR: {message}")
 
     def _exited(self, worker: WorkerHandle, returncode: int) -> None:
-        from engines.core.jobs import log_line
-
         with self._lock:
             if worker in self.workers:
                 self.workers.remove(worker)
@@ -237,8 +248,6 @@ class WorkerPool:
     # -- cancel, restart, idle ----------------------------------------------
     def enforce_cancels(self, running: list[Any], grace: float) -> None:
         """Kill the processes of running jobs that did not stop within ``grace`` s of a cancel."""
-        from engines.core.jobs import log_line
-
         now = time.time()
         for rec in running:
             if not rec.cancel_requested or now - rec.cancel_requested < grace:
@@ -257,8 +266,6 @@ class WorkerPool:
 
     def recover(self, reattach: bool) -> tuple[int, int]:
         """After a (re)start: follow still-running workers again or stop them; returns (re-attached, interrupted)."""
-        from engines.core.jobs import log_line
-
         reattached = interrupted = 0
         for rec in self.store.list(["running"], limit=100000):
             alive = process_matches(rec.pid, rec.pid_start)
