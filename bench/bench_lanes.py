@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main() -> None:
     data.mkdir(exist_ok=True)
     make_input(data / "speech.wav", 40.0)
     train_hubert = make_tiny_hubert(base / "assets" / "tiny_hubert") if args.train_size == "tiny" else hubert
+    shutil.rmtree(base / "ws", ignore_errors=True)  # a studio of its own: no job of an earlier run
     ws = Workspace.open(base / "ws", overrides={"device": args.device})
     runner = JobRunner(ws)
     convert = {"model": str(model), "inputs": [str(clip)], "index": "none", "f0_method": args.f0_method,
@@ -96,7 +98,7 @@ def main() -> None:
         metrics = ws.experiment_dir("bench") / "metrics.jsonl"
         while len(_steps(metrics)) < 3:  # the loop runs (past its first, slower steps)
             rec = runner.get(job)
-            if rec.state != "running" or time.monotonic() > deadline:
+            if rec.state not in ("queued", "running") or time.monotonic() > deadline:
                 raise SystemExit(f"training {rec.state}: {rec.error}\n{runner.read_log(job)[-3000:]}")
             time.sleep(0.2)
         before = len(_steps(metrics))

@@ -295,3 +295,19 @@ def test_restart_marks_a_job_whose_worker_is_gone_interrupted(ws):
                            result=None, error="", log_path=str(log), pid=2**22 - 7, pid_start=1.0))
     runner = JobRunner(Workspace.open(ws.root))
     assert runner.interrupted_at_start == 1 and runner.get("x").state == "interrupted"
+
+
+def test_the_job_panel_says_where_a_job_runs():
+    from engines.core.device import fits_on_gpu
+    from engines.core.jobs import JobRecord
+    from voicelab_ui.widgets import job_status_md, where_it_runs
+
+    _, why = fits_on_gpu("cuda:0", 512 * 2**20, 24 * 2**30, 0, 3000)
+    rec = JobRecord(id="j", op="rvc.convert", title="Convert", kind="listening", state="running", params={},
+                    created=0.0, started=1.0, finished=None, progress=0.5, message="", result=None, error="",
+                    log_path="", device="cuda:0", worker={"device": "cpu", "device_note": why, "warm": True})
+    assert where_it_runs(rec) == f"listening lane · cpu · warm worker ({why})"
+    assert "listening lane · cpu" in job_status_md(rec)
+    rec.worker = None
+    rec.kind, rec.device = "training", "*"
+    assert where_it_runs(rec) == "training lane"

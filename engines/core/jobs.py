@@ -272,13 +272,19 @@ class JobRunner:
         return self.pool.stop_idle(lane)
 
     def close(self) -> None:
-        """Stop the scheduler and every worker; jobs still running are marked interrupted."""
+        """Stop the scheduler and every worker: jobs still running or queued are marked interrupted.
+
+        (This is the studio's clean stop. After a crash nothing closes the runner: the workers go on and
+        the next start follows them and runs what was queued.)
+        """
         if self._closed:
             return
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=2)
         self.pool.shutdown()
+        for rec in self.store.list(["queued"], limit=100000):
+            self.store.finish(rec.id, "interrupted", message="Interrupted: the studio was stopped before it started.")
 
     # -- the scheduler ------------------------------------------------------
     def _schedule(self) -> None:
