@@ -49,6 +49,11 @@ def _sleep_op(p: _Sleep, hooks, ws) -> dict:
     backwards (reports progress 0.6 then 0.3), oom (raises CUDA's out-of-memory error), temp (holds an
     atomic-write temp file open while stuck)."""
     _mark(ws, p.tag, "start")
+    if p.mode == "segfault":
+        import ctypes
+
+        hooks.log("about to crash")
+        ctypes.string_at(0)  # a fault in native code
     if p.mode == "oom":
         import torch
 
@@ -210,6 +215,16 @@ def test_cancel_of_a_job_stuck_in_one_call_reaches_cancelled_within_two_seconds(
     assert not psutil.pid_exists(rec.pid) or psutil.Process(rec.pid).status() == psutil.STATUS_ZOMBIE
     assert not list(ws.outputs.glob(".never.*")) and not (ws.outputs / "never.wav").exists()
     assert "did not stop within 1 s" in runner.read_log(job) and "1 unfinished temp file(s) removed" in runner.read_log(job)
+
+
+def test_a_crash_in_native_code_fails_the_job_with_the_signal_and_its_stack(ws):
+    runner = JobRunner(ws)
+    rec = runner.wait(runner.submit("test.sleep_cpu", {"mode": "segfault"}), 30)
+    assert rec.state == "failed" and "SIGSEGV" in rec.error and "Last log lines" in rec.error
+    log = runner.read_log(rec.id)
+    assert "about to crash" in log and "Fatal Python error: Segmentation fault" in log  # faulthandler's stack
+    assert "_sleep_op" in log and "_sleep_op" in rec.error
+    assert runner.wait(runner.submit("test.sleep_cpu", {"seconds": 0.1}), 30).state == "done"
 
 
 def test_cancel_cooperative_keeps_the_warm_worker(ws):
