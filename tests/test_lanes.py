@@ -212,9 +212,12 @@ def test_cancel_of_a_job_stuck_in_one_call_reaches_cancelled_within_two_seconds(
     rec = runner.wait(job, 5)
     elapsed = time.monotonic() - t0
     assert rec.state == "cancelled" and elapsed < 2.0, elapsed
-    assert not psutil.pid_exists(rec.pid) or psutil.Process(rec.pid).status() == psutil.STATUS_ZOMBIE
+    from engines.core.workers import process_matches
+
+    _wait_for(lambda: not process_matches(rec.pid, rec.pid_start), 2, "the killed worker to be gone")
     assert not list(ws.outputs.glob(".never.*")) and not (ws.outputs / "never.wav").exists()
-    assert "did not stop within 1 s" in runner.read_log(job) and "1 unfinished temp file(s) removed" in runner.read_log(job)
+    log = runner.read_log(job)
+    assert "did not stop within 0.8 s" in log and "1 unfinished temp file(s) removed" in log
 
 
 def test_a_crash_in_native_code_fails_the_job_with_the_signal_and_its_stack(ws):

@@ -11,7 +11,7 @@ page, another browser tab or a restarted studio sees them; its pid and start tim
 after a restart a still running worker is re-attached (or stopped and marked ``interrupted``) and
 nothing runs twice. Cancel records the request (the worker stops cooperatively: engine loops check
 it, ``hooks.run`` kills subprocess groups); a job still running after ``CANCEL_GRACE`` seconds has its
-whole process tree killed, so every job reaches ``cancelled`` within about 1.5 s. A worker that dies
+whole process tree killed, so every job reaches ``cancelled`` within about a second. A worker that dies
 (a signal, the out-of-memory killer, a crash in native code) marks its job ``failed`` with the cause
 and the last log lines; the studio keeps serving.
 """
@@ -39,7 +39,7 @@ from engines.core.workers import WorkerPool, log_line, tail
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
-CANCEL_GRACE = 1.0  # seconds a running job has to stop by itself before its processes are killed
+CANCEL_GRACE = 0.8  # seconds a running job has to stop by itself before its processes are killed
 TICK = 0.1  # scheduler period (seconds); a submit or a cancel wakes it at once
 
 
@@ -218,7 +218,7 @@ class JobRunner:
         return job_id
 
     def cancel(self, job_id: str) -> bool:
-        """Ask a job to stop. Queued jobs are cancelled at once; running ones within about 1.5 s."""
+        """Ask a job to stop. Queued jobs are cancelled at once; running ones within about a second."""
         rec = self.store.get(job_id)
         if rec is None or not rec.active:
             return False

@@ -83,9 +83,10 @@ def _is_temp_part(path: str) -> bool:
     return name.startswith(".") and ".part" in name
 
 
-def kill_tree(pid: int) -> list[str]:
+def kill_tree(pid: int, wait: float = 0.0) -> list[str]:
     """SIGKILL a worker and everything below it (its own process groups too); remove the atomic-write
-    temp files they had open (the finished files are never touched). Returns the removed temp files."""
+    temp files they had open (the finished files are never touched); wait up to ``wait`` s for them to
+    be gone. Returns the removed temp files."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -110,7 +111,6 @@ def kill_tree(pid: int) -> list[str]:
             os.killpg(group, signal.SIGKILL)
         except OSError:
             pass
-    psutil.wait_procs(procs, timeout=1.0)
     removed = []
     for path in parts:
         try:
@@ -118,6 +118,8 @@ def kill_tree(pid: int) -> list[str]:
             removed.append(path)
         except OSError:
             pass
+    if wait:
+        psutil.wait_procs(procs, timeout=wait)
     return removed
 
 
@@ -328,6 +330,6 @@ class WorkerPool:
             time.sleep(0.02)
         for w in workers:
             if w.proc.poll() is None:
-                kill_tree(w.pid)
+                kill_tree(w.pid, wait=1.0)
 
 
