@@ -36,7 +36,6 @@ from engines.core.atomic import write_json, write_text
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
-from engines.core.settings import PROJECT_ROOT
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config
 from engines.cosyvoice.logparse import LogParser, metric_record
@@ -343,7 +342,7 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
     nproc = params.gpus or (cuda_device_count() if cuda else 1) or 1
     ds_conf = write_deepspeed_config(exp / "ds_stage2.json", params, cuda and params.use_amp) \
         if params.train_engine == "deepspeed" else None
-    env = upstream.upstream_env(checkout, extra_paths=[str(PROJECT_ROOT)])
+    env = upstream.upstream_env(checkout)
     if not cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""
     metrics_path = exp / "metrics.jsonl"

@@ -10,9 +10,11 @@ or updates the checkout with git (``voicelab vendor sync``).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +26,7 @@ from engines.core.errors import (
     VoiceLabError,
 )
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.settings import PROJECT_ROOT
 
 UPSTREAM_URL = "https://github.com/FunAudioLLM/CosyVoice.git"
 # The commit whose formats, arguments and log lines this engine was checked against.
@@ -53,15 +56,52 @@ def python_path_entries(checkout: str | os.PathLike) -> list[str]:
     return [str(root), str(root / MATCHA_SUBDIR)]
 
 
+SHIMS_DIR = Path(__file__).resolve().parent / "shims"
+# Importing is not enough: torchaudio >= 2.9 imports, then needs TorchCodec for every load().
+_TORCHAUDIO_CHECK = (
+    "import io, wave\n"
+    "import torchaudio, torchaudio.compliance.kaldi, torchaudio.transforms\n"
+    "buf = io.BytesIO()\n"
+    "with wave.open(buf, 'wb') as w:\n"
+    "    w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000); w.writeframes(bytes(3200))\n"
+    "buf.seek(0)\n"
+    "torchaudio.load(buf)\n"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def torchaudio_works(python: str = sys.executable) -> bool:
+    """Whether a real torchaudio imports and loads a wav in ``python`` (checked in a subprocess, never here).
+
+    torchaudio has no build for every torch (none for 2.13; 2.11's CUDA wheel
+    fails to load with a CPU torch), and newer ones need TorchCodec to load.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run([python, "-c", _TORCHAUDIO_CHECK], capture_output=True, env=env, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
 def upstream_env(checkout: str | os.PathLike, base: Mapping[str, str] | None = None,
                  extra_paths: list[str] | None = None) -> dict[str, str]:
-    """An environment for running upstream scripts: PYTHONPATH + unbuffered output."""
+    """The environment of a process that runs upstream code.
+
+    PYTHONPATH: the checkout, Matcha-TTS, this project (our launcher and
+    worker modules), and our torchaudio stand-in only when the real
+    torchaudio cannot be imported. Unbuffered output; no tokenizer threads
+    fighting the training threads.
+    """
     env = dict(os.environ if base is None else base)
-    parts = python_path_entries(checkout) + list(extra_paths or [])
+    parts = python_path_entries(checkout) + [str(PROJECT_ROOT)] + list(extra_paths or [])
+    if not torchaudio_works():
+        parts.append(str(SHIMS_DIR))
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 
 
