@@ -86,7 +86,8 @@ def render_cosyvoice_pending(ws: Workspace, blind: bool, hooks: Hooks) -> Any:
     out_dir = ws.root / "ab" / "cosyvoice" / stamp
     items = compare_grid(model_dir, rec.get("text", ""), rec.get("speaker") or None, out_dir,
                          speeds=[float(rec.get("speed", 1.0))], checkpoints=ckpts, seed=int(rec.get("seed", 0)),
-                         mode=rec.get("mode", "sft"), hooks=hooks, checkout=ws.settings.cosyvoice_repo)
+                         mode=rec.get("mode", "sft"), hooks=hooks, checkout=ws.settings.cosyvoice_repo,
+                         device=ws.settings.device)
     source = out_dir / "text.txt"
     source.write_text(rec.get("text", ""), encoding="utf-8")
     cands = [ab.Candidate(model=it.checkpoint or model_dir, label=Path(it.checkpoint).stem if it.checkpoint

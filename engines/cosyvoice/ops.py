@@ -333,7 +333,8 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
         items = compare_grid(model_dir, p.text, p.speaker or None, out_dir, presets=p.presets or [p.preset],
                              speeds=speeds or [p.speed], checkpoints=p.checkpoints or [p.checkpoint or None],
                              seed=p.seed, mode=p.mode, prompt_wav=p.prompt_wav or None,
-                             prompt_text=p.prompt_text or None, preset_texts=presets, hooks=hooks, checkout=checkout)
+                             prompt_text=p.prompt_text or None, preset_texts=presets, hooks=hooks, checkout=checkout,
+                             device=ws.settings.device)
         grid = [{"checkpoint": it.checkpoint, "preset": it.preset, "speed": it.speed, "audio": str(it.path)}
                 for it in items]
         return {"summary": f"{len(grid)} take(s) in {out_dir}", "grid": grid, "out_dir": str(out_dir),
@@ -343,7 +344,7 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
     path = synthesize(model_dir, p.text, p.speaker or None, speed=p.speed, seed=p.seed, mode=p.mode,
                       prompt_wav=p.prompt_wav or None, prompt_text=p.prompt_text or None,
                       instruct=p.instruct or None, checkpoint=p.checkpoint or None, out_path=out, hooks=hooks,
-                      preset=p.preset, presets=presets, checkout=checkout)
+                      preset=p.preset, presets=presets, checkout=checkout, device=ws.settings.device)
     return {"summary": f"wrote {path.name}", "audio": str(path), "model_dir": model_dir}
 
 

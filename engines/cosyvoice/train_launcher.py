@@ -128,6 +128,38 @@ def cpu_wrap_model(args: Any, model: Any) -> Any:
     return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
 
+def install_onnx_cpu_fallback() -> bool:
+    """Make onnxruntime sessions fall back to the CPU provider when the CUDA one fails to load.
+
+    Upstream asks for ``CUDAExecutionProvider`` whenever torch sees a GPU; an
+    onnxruntime-gpu whose CUDA/cuDNN libraries do not match raises instead of
+    running. Returns False when onnxruntime is missing.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    original = onnxruntime.InferenceSession
+    if getattr(original, "__voicelab_fallback__", False):
+        return True
+
+    class InferenceSession(original):  # type: ignore[misc, valid-type]
+        __voicelab_fallback__ = True
+
+        def __init__(self, path_or_bytes: Any, sess_options: Any = None, providers: Any = None, **kw: Any) -> None:
+            try:
+                super().__init__(path_or_bytes, sess_options=sess_options, providers=providers, **kw)
+            except Exception as exc:  # noqa: BLE001 - CUDA EP load failures come as plain errors
+                if not providers or providers == ["CPUExecutionProvider"]:
+                    raise
+                print(f"[voicelab] onnxruntime CUDA provider failed ({str(exc).splitlines()[0][:160]}); "
+                      "using the CPU provider", file=sys.stderr, flush=True)
+                super().__init__(path_or_bytes, sess_options=sess_options, providers=["CPUExecutionProvider"], **kw)
+
+    onnxruntime.InferenceSession = InferenceSession  # type: ignore[misc]
+    return True
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     """Run ``patch(module)`` right after ``name`` is first imported."""
 
