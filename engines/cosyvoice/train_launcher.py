@@ -191,11 +191,30 @@ def _patch_train_utils(module: types.ModuleType) -> None:
         module.wrap_cuda_model = cpu_wrap_model  # type: ignore[attr-defined]
 
 
+def keep_online_features_off() -> None:
+    """Build upstream's feature singletons without ``onnx_path``: no online extractor.
+
+    ``cosyvoice.utils.onnx`` decides once, on first import, whether training
+    extracts tokens and embeddings online (``online_feature``), from the
+    ``onnx_path`` variable that train.py sets from ``--onnx_path`` just before.
+    Importing it first with the variable unset keeps them off; the data then
+    must (and ours does) carry them.
+    """
+    os.environ.pop("onnx_path", None)
+    if importlib.util.find_spec("cosyvoice.utils.onnx") is not None:
+        importlib.import_module("cosyvoice.utils.onnx")
+
+
 def apply_shims(train_args: list[str]) -> list[str]:
     """Install every shim this environment needs; returns the names applied."""
     import torch
 
     applied = []
+    if install_onnx_cpu_fallback():
+        applied.append("onnx-cpu-fallback")
+    if os.environ.get("VOICELAB_OFFLINE_FEATURES") == "1":
+        keep_online_features_off()
+        applied.append("offline-features")
     if install_deepspeed_stub():
         applied.append("deepspeed-stub")
     if install_process_group_options(float(_argv_value(train_args, "--timeout", "60"))):
