@@ -29,7 +29,8 @@ from engines.cosyvoice.assemble import (
 )
 from engines.cosyvoice.average import average_checkpoints, select_checkpoints
 from engines.cosyvoice.model_dir import list_speakers
-from engines.cosyvoice.upstream import detect_version, missing_model_files, vendor_sync
+from engines.cosyvoice.upstream import detect_version, missing_model_files
+from engines.cosyvoice.vendor import vendor_sync
 
 V2_FILES = ("llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx")
 
@@ -178,7 +179,7 @@ def test_vendor_sync_clones_pinned_commit_with_submodule_then_updates(tmp_path: 
     # through the CLI, back to the first commit
     from engines.cli import main
 
-    assert main(["--workspace", str(tmp_path / "ws"), "vendor", "sync", "--url", str(repo), "--commit", first,
+    assert main(["--workspace", str(tmp_path / "ws"), "vendor", "sync", "--source", str(repo), "--commit", first,
                  "--dest", str(dest), "--quiet"]) == 0
     assert (dest / "README.md").read_text() == "one\n"
     with pytest.raises(Exception, match="not in the CosyVoice repository"):

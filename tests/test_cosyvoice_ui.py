@@ -247,7 +247,7 @@ def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
     subprocess.run([*git, "add", "README.md"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    sync = _run(runner, "cosyvoice.vendor_sync", {"url": str(src), "commit": head, "dest": str(tmp_path / "co")})
+    sync = _run(runner, "cosyvoice.vendor_sync", {"source": str(src), "commit": head, "dest": str(tmp_path / "co")})
     assert sync.state == "done", runner.read_log(sync.id)
     assert sync.result["commit"] == head and (tmp_path / "co" / "README.md").is_file()
 

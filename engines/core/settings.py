@@ -37,6 +37,9 @@ class Settings:
     hubert_path: str = ""  # default: <assets>/hubert/hubert_base.pt
     rmvpe_path: str = ""  # default: <assets>/rmvpe/rmvpe.pt
     cosyvoice_repo: str = str(PROJECT_ROOT / "vendor" / "CosyVoice")
+    # Where `vendor sync` fetches upstream from ("" = GitHub): a URL, a local clone/mirror or a .bundle file.
+    cosyvoice_source: str = ""
+    matcha_source: str = ""
     language: str = "auto"  # auto | en | zh-CN
     light_workers: int = 2
     # Server folders (besides the workspace) the page may import from, separated by os.pathsep.
@@ -53,6 +56,8 @@ class Settings:
         "hubert_path": "VOICELAB_HUBERT",
         "rmvpe_path": "VOICELAB_RMVPE",
         "cosyvoice_repo": "VOICELAB_COSYVOICE_REPO",
+        "cosyvoice_source": "VOICELAB_COSYVOICE_SOURCE",
+        "matcha_source": "VOICELAB_MATCHA_SOURCE",
         "language": "VOICELAB_LANGUAGE",
         "light_workers": "VOICELAB_LIGHT_WORKERS",
         "import_roots": "VOICELAB_IMPORT_ROOTS",
@@ -80,7 +85,8 @@ def _coerce(name: str, raw: Any) -> Any:
 
 
 # settings.toml may group keys in tables: [server] host/port/lan/auth, [cosyvoice] repo, ...
-_TOML_ALIASES = {("cosyvoice", "repo"): "cosyvoice_repo", ("assets", "dir"): "assets_dir"}
+_TOML_ALIASES = {("cosyvoice", "repo"): "cosyvoice_repo", ("cosyvoice", "source"): "cosyvoice_source",
+                 ("cosyvoice", "matcha_source"): "matcha_source", ("assets", "dir"): "assets_dir"}
 
 
 def _flatten_toml(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,26 +26,32 @@ from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice.dataprep import PrepareParams
 from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
-from engines.cosyvoice.upstream import PINNED_COMMIT, UPSTREAM_URL
+from engines.cosyvoice.upstream import PINNED_COMMIT
 
 # -- upstream checkout ------------------------------------------------------------------------
 
 @dataclass
 class VendorSyncJob:
-    url: str = param(UPSTREAM_URL, help="Repository URL or local path of upstream CosyVoice")
+    source: str = param("", help="Where to fetch CosyVoice from: a git URL, a local clone/mirror or a .bundle file "
+                                 "(default: settings cosyvoice_source, else GitHub)")
+    matcha_source: str = param("", help="Where to fetch its Matcha-TTS submodule from (default: settings "
+                                        "matcha_source, else the GitHub URL in upstream's .gitmodules)")
     commit: str = param(PINNED_COMMIT, help="Commit to check out (default: the pinned one)")
     dest: str = param("", help="Checkout folder (default: settings cosyvoice.repo)")
 
 
 @operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="light", title="Sync upstream CosyVoice",
-           cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commit"))
+           cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commits, "
+                       "from GitHub or a local mirror/bundle"))
 def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
-    from engines.cosyvoice.upstream import checkout_path, vendor_sync
+    from engines.cosyvoice.upstream import checkout_path
+    from engines.cosyvoice.vendor import vendor_sync
 
     dest = Path(p.dest) if p.dest.strip() else checkout_path(ws.settings)
-    res = vendor_sync(p.url or UPSTREAM_URL, dest, p.commit or PINNED_COMMIT, hooks)
-    return {"summary": f"CosyVoice {res.commit} in {res.path}", "checkout": str(res.path),
-            "commit": res.commit, "submodules": list(res.submodules)}
+    res = vendor_sync(p.source.strip() or ws.settings.cosyvoice_source, dest, p.commit or PINNED_COMMIT, hooks,
+                      matcha_source=p.matcha_source.strip() or ws.settings.matcha_source)
+    return {"summary": res.summary(), "checkout": str(res.path), "commit": res.commit,
+            "matcha_commit": res.matcha_commit, "submodules": list(res.submodules)}
 
 
 @dataclass
