@@ -57,6 +57,10 @@ def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
 @dataclass
 class DoctorParams:
     model_dir: str = param("", help="Also check this model dir")
+    steps: list[Literal["prepare", "train", "synth"]] = param(
+        default_factory=lambda: ["prepare", "train", "synth"], help="Steps to check the model dir for")
+    data: str = param("", help="Prepared data to train on (its shards tell whether upstream extracts features online)")
+    fresh: bool = param(False, help="Probe upstream's imports again instead of reusing this session's answer")
 
 
 @operation("cosyvoice.doctor", params=DoctorParams, kind="inline", title="CosyVoice doctor",
@@ -65,7 +69,14 @@ class DoctorParams:
 def doctor_op(p: DoctorParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.doctor import doctor
 
-    rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root)
+    online = False
+    if p.data.strip():
+        from engines.cosyvoice.dataprep import prepared_lists
+        from engines.cosyvoice.train import shards_carry_features
+
+        online = not all(shards_carry_features(path) for path in prepared_lists(ws, p.data.strip()))
+    rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root, steps=p.steps or ["prepare", "train", "synth"],
+                 online_features=online, fresh=p.fresh)
     return {"report": rep.to_dict(), "text": rep.to_text(), "ok": rep.ok, "exit_code": 0 if rep.ok else 1}
 
 

@@ -138,6 +138,12 @@ def detect_version(model_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def detect_version_from_tokenizer(model_dir: str | os.PathLike) -> str | None:
+    """The version of a folder without yaml (e.g. only the ONNX front-ends), from its one tokenizer file."""
+    present = [v for v, f in TOKENIZER_ONNX.items() if (Path(model_dir) / f).is_file()]
+    return present[0] if len(present) == 1 else None
+
+
 def model_yaml(model_dir: str | os.PathLike) -> Path:
     """The model dir's cosyvoice*.yaml, or an InvalidInputError."""
     d = Path(model_dir)

@@ -1,0 +1,120 @@
+"""The whole CosyVoice SFT flow on upstream's real code (pinned checkout from ../shared/vendor bundles).
+
+Tiny random CosyVoice2 and CosyVoice3 model dirs are built from upstream's
+own example yaml (``tiny_cosyvoice_models``); the data is espeak-ng speech.
+CosyVoice2 goes through the ``voicelab`` command line, CosyVoice3 through
+the studio's job runner: prepare -> train llm and flow (1 epoch) -> average
+-> assemble -> synthesise sft, zero-shot and a hot-loaded epoch checkpoint
+-> non-silent 24 kHz wavs whose length is inside what the model may produce.
+In CI (``CI`` set) a missing bundle fails these tests instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tiny_cosyvoice_setup import MISALIGNED_CLIP, SENTENCES, check_wav, espeak_dataset, upstream_checkout
+
+from engines.core.settings import Settings, Workspace
+
+pytestmark = pytest.mark.slow
+
+SECONDS_PER_TOKEN = 0.04  # 25 Hz speech tokens
+PROMPT_TEXT = SENTENCES["c1"]
+
+
+def length_range(text_tokens: int) -> tuple[float, float]:
+    """Seconds upstream's llm may produce: 2..20 speech tokens per text token (byte-level tokenizer here)."""
+    return 2 * text_tokens * SECONDS_PER_TOKEN * 0.9, 20 * text_tokens * SECONDS_PER_TOKEN + 0.5
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    from tiny_cosyvoice_models import build_model_dir
+
+    root = tmp_path_factory.mktemp("upstream")
+    checkout = upstream_checkout(root)
+    return checkout, root
+
+
+def _workspace(tmp_path: Path, checkout: Path) -> Workspace:
+    ws = Workspace(root=tmp_path / "ws", settings=Settings(cosyvoice_repo=str(checkout), device="cpu",
+                                                           assets_dir=str(tmp_path / "assets")))
+    ws.ensure()
+    espeak_dataset(ws)
+    return ws
+
+
+def _flow_lengths_agree(data_dir: Path) -> None:
+    """Every utterance's tokens match upstream's mel frames / 2 (the misaligned clip included)."""
+    import math
+
+    import soundfile as sf
+    import torch
+
+    tokens = torch.load(data_dir / "train" / "utt2speech_token.pt") | torch.load(data_dir / "dev" / "utt2speech_token.pt")
+    for utt, toks in tokens.items():
+        wav = next((data_dir / s / "wav.scp").read_text().split(utt + " ", 1)[1].split("\n")[0]
+                   for s in ("train", "dev") if utt + " " in (data_dir / s / "wav.scp").read_text())
+        info = sf.info(wav)
+        n24 = math.ceil(info.frames * 24000 / info.samplerate)
+        assert len(toks) == math.ceil(n24 / 960), (utt, len(toks), n24)
+    assert any(utt.endswith(MISALIGNED_CLIP) for utt in tokens)
+
+
+def test_cosyvoice2_sft_through_the_cli(upstream, tmp_path, capsys):
+    from tiny_cosyvoice_models import build_model_dir
+
+    from engines.cli import main
+    from engines.cosyvoice.worker import stop_worker
+
+    checkout, root = upstream
+    base = build_model_dir(checkout, "v2", tmp_path / "assets" / "cosyvoice" / "CosyVoice2-0.5B")
+    ws = _workspace(tmp_path, checkout)
+    env = ["--workspace", str(ws.root)]
+    import os
+
+    os.environ["VOICELAB_COSYVOICE_REPO"] = str(checkout)
+    os.environ["VOICELAB_ASSETS"] = str(tmp_path / "assets")
+    os.environ["VOICELAB_DEVICE"] = "cpu"
+    try:
+        assert main([*env, "cosyvoice", "doctor", "--model-dir", str(base)]) == 0, capsys.readouterr().out
+        assert main([*env, "cosyvoice", "prepare", "alice", "--out", "alice", "--speaker", "alice",
+                     "--processes", "1", "--dev-ratio", "0.25", "--quiet"]) == 0
+        data = ws.cosyvoice / "data" / "alice"
+        _flow_lengths_agree(data)
+        assert main([*env, "cosyvoice", "train", "--data", "alice", "--exp-name", "alice", "--model-dir", str(base),
+                     "--models", "llm+flow", "--max-epoch", "1", "--num-workers", "1", "--prefetch", "2",
+                     "--log-interval", "1", "--quiet"]) == 0
+        exp = ws.cosyvoice_experiment_dir("alice")
+        for model in ("llm", "flow"):
+            assert (exp / model / "epoch_0_whole.pt").is_file()
+        rows = [json.loads(line) for line in (exp / "metrics.jsonl").read_text().splitlines()]
+        assert {(r["model"], r["split"]) for r in rows} >= {("llm", "train"), ("llm", "cv"), ("flow", "train")}
+        assert main([*env, "cosyvoice", "average", "--exp", "alice", "--model", "flow", "--num", "1", "--quiet"]) == 0
+        assert main([*env, "cosyvoice", "assemble", "--exp", "alice", "--name", "alice_sft", "--quiet"]) == 0
+        model = ws.cosyvoice / "models" / "alice_sft"
+        capsys.readouterr()
+        assert main([*env, "cosyvoice", "speakers", "--model", "alice_sft"]) == 0
+        assert capsys.readouterr().out.split() == ["alice"]
+
+        text = "Hello there."
+        out = tmp_path / "sft.wav"
+        assert main([*env, "cosyvoice", "synth", "--model", "alice_sft", "--speaker", "alice", "--text", text,
+                     "--out", str(out), "--quiet"]) == 0
+        check_wav(out, *length_range(len(text)))
+        prompt = ws.dataset_dir("alice") / "clips" / "c1.wav"
+        zs = tmp_path / "zero_shot.wav"
+        assert main([*env, "cosyvoice", "synth", "--model-dir", str(model), "--mode", "zero_shot", "--text", text,
+                     "--prompt-wav", str(prompt), "--prompt-text", PROMPT_TEXT, "--out", str(zs), "--quiet"]) == 0
+        check_wav(zs, *length_range(len(text)))
+        hot = tmp_path / "hot.wav"
+        assert main([*env, "cosyvoice", "synth", "--model", "alice_sft", "--speaker", "alice", "--text", text,
+                     "--checkpoint", str(exp / "llm" / "epoch_0_whole.pt"), "--out", str(hot), "--quiet"]) == 0
+        check_wav(hot, *length_range(len(text)))
+    finally:
+        for var in ("VOICELAB_COSYVOICE_REPO", "VOICELAB_ASSETS", "VOICELAB_DEVICE"):
+            os.environ.pop(var, None)
+        stop_worker()
