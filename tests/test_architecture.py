@@ -38,7 +38,6 @@ LONG_MODULES: dict[str, int] = {
     "engines.rvc.content.hubert": 740,
     "engines.rvc.infer.pipeline": 775,
     "engines.rvc.train.loop": 823,
-    "voicelab_ui.tabs.cosyvoice": 786,
     "voicelab_ui.tabs.rvc_train": 520,
 }
 

@@ -72,7 +72,7 @@ def doctor_op(p: DoctorParams, hooks: Hooks, ws: Workspace) -> dict:
     online = False
     if p.data.strip():
         from engines.cosyvoice.dataprep import prepared_lists
-        from engines.cosyvoice.train import shards_carry_features
+        from engines.cosyvoice.train_data import shards_carry_features
 
         online = not all(shards_carry_features(path) for path in prepared_lists(ws, p.data.strip()))
     rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root, steps=p.steps or ["prepare", "train", "synth"],
