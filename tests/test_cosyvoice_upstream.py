@@ -180,3 +180,68 @@ def test_cosyvoice3_sft_through_the_job_runner(upstream, tmp_path):
         assert "CosyVoice worker" not in grid_log and "hot-loaded epoch_0_whole.pt into the flow" in grid_log
     finally:
         stop_worker()
+
+
+@pytest.mark.browser
+def test_cosyvoice_tab_in_browser_syncs_prepares_and_synthesises(upstream, tmp_path):
+    """A new user's path in the page: sync upstream from the bundles, doctor says ready, prepare, zero-shot synth."""
+    from browser import browser_page, studio
+    from tiny_cosyvoice_models import build_model_dir
+    from tiny_cosyvoice_setup import BUNDLES
+
+    checkout, _ = upstream
+    assets = tmp_path / "assets"
+    build_model_dir(checkout, "v2", assets / "cosyvoice" / "CosyVoice2-0.5B")
+    ws = Workspace.open(tmp_path / "ws")
+    espeak_dataset(ws)
+    env = {"VOICELAB_COSYVOICE_REPO": str(tmp_path / "vendor" / "CosyVoice"), "VOICELAB_ASSETS": str(assets),
+           "VOICELAB_DEVICE": "cpu", "VOICELAB_IMPORT_ROOTS": str(BUNDLES[0].parent)}
+    wait = 240000
+    with studio(tmp_path / "ws", env=env) as (url, _), browser_page() as page:
+        page.goto(url)
+        page.get_by_role("tab", name="CosyVoice").click()
+        page.wait_for_function("() => document.querySelector('#vl-cv-status')?.innerText.includes('Not ready')",
+                               timeout=wait)
+        page.get_by_text("Upstream sources").click()
+        page.locator("#vl-cv-source textarea, #vl-cv-source input").first.fill(str(BUNDLES[0]))
+        page.locator("#vl-cv-matcha-source textarea, #vl-cv-matcha-source input").first.fill(str(BUNDLES[1]))
+        page.locator("#vl-cv-sync").click()
+        page.wait_for_function("() => document.querySelector('#vl-cv-status')?.innerText.includes('Ready.')",
+                               timeout=wait)
+        status = page.locator("#vl-cv-status").inner_text()
+        assert "ace7c47f41bb" in status and "dd9105b34bf2" in status and "every module upstream imports loads" in status
+
+        page.locator("#vl-cv-dataset input").fill("alice")
+        page.locator("#vl-cv-dataset input").press("Enter")
+        page.wait_for_function("() => document.querySelector('#vl-cv-table')?.innerText.includes('birch canoe')",
+                               timeout=wait)
+        page.get_by_text("2 · Prepare training data").click()
+        page.locator("#vl-cv-prepare").click()
+        page.wait_for_function("() => document.querySelector('#vl-cv-prepare-msg')?.innerText.includes('✔')",
+                               timeout=wait)
+        assert "for speaker 'alice'" in page.locator("#vl-cv-prepare-msg").inner_text()
+        assert (ws.cosyvoice / "data" / "alice" / "train" / "parquet" / "data.list").is_file()
+
+        page.locator("#vl-cv-mode input").click()
+        page.get_by_role("option", name="zero_shot").click()
+        page.locator("#vl-cv-text textarea").fill("Hello there.")
+        page.locator("#vl-cv-prompt-text textarea").fill(PROMPT_TEXT)
+        page.locator("#vl-cv-prompt-wav input[type=file]").set_input_files(str(ws.dataset_dir("alice") / "clips" / "c1.wav"))
+        page.wait_for_function("() => document.querySelector('#vl-cv-prompt-wav')?.innerText.includes('c1')",
+                               timeout=wait)  # the upload has landed
+        page.locator("#vl-cv-synth").click()
+        try:
+            page.wait_for_function("() => document.querySelector('#vl-job-status')?.innerText.includes('Synthesize')",
+                                   timeout=wait)
+            page.wait_for_function("() => document.querySelector('#vl-cv-synth-msg')?.innerText.includes('✔')",
+                                   timeout=wait)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "synth.png"), full_page=True)
+            toasts = page.locator(".toast-body").all_inner_texts()
+            raise AssertionError("no synthesis result in the page: job panel says "
+                                 f"{page.locator('#vl-job-status').inner_text()!r}, message "
+                                 f"{page.locator('#vl-cv-synth-msg').inner_text()!r}, toasts {toasts} "
+                                 f"(screenshot {tmp_path})")
+        outputs = sorted((ws.outputs / "cosyvoice").glob("*.wav"))
+        assert len(outputs) == 1
+        check_wav(outputs[0], *length_range(len("Hello there.")))

@@ -279,11 +279,12 @@ def worker_status() -> list[dict]:
 
 
 def stop_worker(model_dir: str | os.PathLike | None = None) -> list[str]:
-    """Stop one model dir's worker, or all of them; returns the model dirs stopped."""
+    """Stop one model dir's worker, or all of them (they leave the list); returns the model dirs stopped."""
     with _LOCK:
-        chosen = [w for k, w in _WORKERS.items() if model_dir is None or k == str(Path(model_dir).resolve())]
+        chosen = [k for k in _WORKERS if model_dir is None or k == str(Path(model_dir).resolve())]
         stopped = []
-        for worker in chosen:
+        for key in chosen:
+            worker = _WORKERS.pop(key)
             if worker.alive():
                 stopped.append(str(worker.model_dir))
             worker.state = "stopped"

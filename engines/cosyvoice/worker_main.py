@@ -109,6 +109,8 @@ class Worker:
         """Hot-load a training checkpoint into the llm or the flow (picked by its keys); None restores the dir's."""
         from engines.cosyvoice.average import load_checkpoint_state
 
+        if not checkpoint and not any(self.overrides.values()):
+            return
         inner = self.model.model
         if not checkpoint:
             for name, current in self.overrides.items():

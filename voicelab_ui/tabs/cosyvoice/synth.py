@@ -35,7 +35,9 @@ def build(ctx: Any, parts: Parts) -> None:
             speaker_dd = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label=t("cv.speaker"),
                                      info=t("cv.speaker_info"), elem_id="vl-cv-speaker", scale=2)
             model_refresh = gr.Button(t("cv.refresh"), scale=0)
-        syn_w = form(SynthParams, "synth", only=FIELDS, extra={"text": {"lines": 3, "elem_id": "vl-cv-text"}})
+        syn_w = form(SynthParams, "synth", only=FIELDS, extra={"text": {"lines": 3, "elem_id": "vl-cv-text"},
+                                                                "mode": {"elem_id": "vl-cv-mode"},
+                                                                "prompt_text": {"elem_id": "vl-cv-prompt-text"}})
         prompt_wav = gr.Audio(type="filepath", sources=["upload", "microphone"], label=t("cv.prompt_wav"),
                               elem_id="vl-cv-prompt-wav")
         with gr.Row():
