@@ -245,3 +245,40 @@ def test_cosyvoice_tab_in_browser_syncs_prepares_and_synthesises(upstream, tmp_p
         outputs = sorted((ws.outputs / "cosyvoice").glob("*.wav"))
         assert len(outputs) == 1
         check_wav(outputs[0], *length_range(len("Hello there.")))
+
+
+UPSTREAM_IMPORTS = ("cosyvoice.cli.cosyvoice", "cosyvoice.dataset.processor", "cosyvoice.utils.executor",
+                    "cosyvoice.flow.flow", "cosyvoice.flow.flow_matching", "cosyvoice.flow.decoder",
+                    "cosyvoice.flow.DiT.dit", "cosyvoice.llm.llm", "cosyvoice.hifigan.generator",
+                    "cosyvoice.hifigan.hifigan", "cosyvoice.hifigan.discriminator", "matcha.utils.audio")
+
+
+def test_the_cosyvoice_extra_is_what_upstream_imports(upstream):
+    """Every package of the extra is imported by upstream's modules on our paths (and they all import)."""
+    import subprocess
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from engines.core.settings import PROJECT_ROOT
+    from engines.cosyvoice.upstream import upstream_env
+
+    checkout, _ = upstream
+    code = ("import json, sys\n"
+            "from engines.cosyvoice.train_launcher import install_deepspeed_stub\n"
+            "install_deepspeed_stub()  # train.py's import; the launcher does the same\n"
+            + "".join(f"import {m}\n" for m in UPSTREAM_IMPORTS)
+            + "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=upstream_env(checkout), capture_output=True, text=True,
+                         timeout=600, cwd=str(checkout))
+    assert out.returncode == 0, out.stderr[-3000:]
+    imported = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    extra = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cosyvoice"]
+    dists = {req.split(">")[0].split("=")[0].split("<")[0].strip().lower().replace("_", "-") for req in extra}
+    provides: dict[str, set[str]] = {}
+    for module, names in packages_distributions().items():
+        for name in names:
+            provides.setdefault(name.lower().replace("_", "-"), set()).add(module)
+    unused = sorted(d for d in dists if not provides.get(d, set()) & imported)
+    assert unused == [], f"in the cosyvoice extra but not imported by upstream: {unused}"
+    assert "whisper" in imported and "torchaudio" in imported and "triton" not in imported
