@@ -30,6 +30,7 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
 from engines.core.settings import Workspace, safe_name
+from engines.cosyvoice import upstream
 from engines.cosyvoice.features import extract_features, speaker_means
 from engines.cosyvoice.kaldi_data import collect_utterances, safe_id, split_train_dev, write_kaldi_dir
 from engines.cosyvoice.onnx_models import require_model_file
@@ -37,8 +38,6 @@ from engines.cosyvoice.onnx_models import require_model_file
 ENDOFPROMPT = "<|endofprompt|>"
 DEFAULT_INSTRUCT = "You are a helpful assistant."
 VERSIONS = ("auto", "v1", "v2", "v3")
-TOKENIZER_FILES = {"v1": "speech_tokenizer_v1.onnx", "v2": "speech_tokenizer_v2.onnx", "v3": "speech_tokenizer_v3.onnx"}
-YAML_VERSIONS = (("cosyvoice3.yaml", "v3"), ("cosyvoice2.yaml", "v2"), ("cosyvoice.yaml", "v1"))
 SPLITS = ("train", "dev")
 
 
@@ -88,13 +87,8 @@ class PrepareReport:
 
 
 def detect_version(model_dir: str | os.PathLike) -> str | None:
-    """v1/v2/v3 from the yaml name, else from the only tokenizer file present."""
-    root = Path(model_dir)
-    for name, version in YAML_VERSIONS:
-        if (root / name).is_file():
-            return version
-    present = [v for v, f in TOKENIZER_FILES.items() if (root / f).is_file()]
-    return present[0] if len(present) == 1 else None
+    """v1/v2/v3 from the yaml name (as AutoModel decides), else from the only tokenizer file present."""
+    return upstream.detect_version(model_dir) or upstream.detect_version_from_tokenizer(model_dir)
 
 
 def default_model_dir(ws: Workspace) -> Path:
@@ -106,7 +100,7 @@ def resolve_models(model_dir: str | os.PathLike, version: str) -> tuple[str, Pat
     """(version, campplus path, tokenizer path) or a MissingAssetError naming the missing file."""
     chosen = version if version != "auto" else (detect_version(model_dir) or "v2")
     campplus = require_model_file(model_dir, "campplus.onnx", "CosyVoice speaker embeddings")
-    tokenizer = require_model_file(model_dir, TOKENIZER_FILES[chosen], f"CosyVoice {chosen} speech tokens")
+    tokenizer = require_model_file(model_dir, upstream.TOKENIZER_ONNX[chosen], f"CosyVoice {chosen} speech tokens")
     return chosen, campplus, tokenizer
 
 
