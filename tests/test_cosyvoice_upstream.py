@@ -37,8 +37,6 @@ def length_range(text_tokens: int, v3: bool = False) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    from tiny_cosyvoice_models import build_model_dir
-
     root = tmp_path_factory.mktemp("upstream")
     checkout = upstream_checkout(root)
     return checkout, root
@@ -69,7 +67,7 @@ def _flow_lengths_agree(data_dir: Path) -> None:
     assert any(utt.endswith(MISALIGNED_CLIP) for utt in tokens)
 
 
-def test_cosyvoice2_sft_through_the_cli(upstream, tmp_path, capsys):
+def test_cosyvoice2_sft_through_the_cli(upstream, tmp_path, capsys, monkeypatch):
     from tiny_cosyvoice_models import build_model_dir
 
     from engines.cli import main
@@ -79,11 +77,9 @@ def test_cosyvoice2_sft_through_the_cli(upstream, tmp_path, capsys):
     base = build_model_dir(checkout, "v2", tmp_path / "assets" / "cosyvoice" / "CosyVoice2-0.5B")
     ws = _workspace(tmp_path, checkout)
     env = ["--workspace", str(ws.root)]
-    import os
-
-    os.environ["VOICELAB_COSYVOICE_REPO"] = str(checkout)
-    os.environ["VOICELAB_ASSETS"] = str(tmp_path / "assets")
-    os.environ["VOICELAB_DEVICE"] = "cpu"
+    monkeypatch.setenv("VOICELAB_COSYVOICE_REPO", str(checkout))
+    monkeypatch.setenv("VOICELAB_ASSETS", str(tmp_path / "assets"))
+    monkeypatch.setenv("VOICELAB_DEVICE", "cpu")
     try:
         assert main([*env, "cosyvoice", "doctor", "--model-dir", str(base)]) == 0, capsys.readouterr().out
         assert main([*env, "cosyvoice", "prepare", "alice", "--out", "alice", "--speaker", "alice",
@@ -120,8 +116,6 @@ def test_cosyvoice2_sft_through_the_cli(upstream, tmp_path, capsys):
                      "--checkpoint", str(exp / "llm" / "epoch_0_whole.pt"), "--out", str(hot), "--quiet"]) == 0
         check_wav(hot, *length_range(len(text)))
     finally:
-        for var in ("VOICELAB_COSYVOICE_REPO", "VOICELAB_ASSETS", "VOICELAB_DEVICE"):
-            os.environ.pop(var, None)
         stop_worker()
 
 
