@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.core.errors import InvalidInputError
-from engines.core.settings import Workspace, safe_name
+from engines.core.settings import Workspace
 from engines.rvc.train.experiment import experiment_paths, list_checkpoints
 
 # -- experiments ------------------------------------------------------------------------------
@@ -60,8 +60,8 @@ def saved_files(ws: Workspace, exp_name: str) -> list[SavedFile]:
             for step, path in list_checkpoints(root, prefix):
                 st = path.stat()
                 out.append(SavedFile(prefix, path, epoch_at_step.get(step), step, st.st_size, st.st_mtime))
-    else:
-        safe_name(exp_name)
+    elif not exp_name.strip():
+        return out
     pattern = re.compile(rf"^{re.escape(exp_name)}_e(\d+)_s(\d+)\.pth$")
     if ws.weights.is_dir():
         for path in ws.weights.iterdir():
