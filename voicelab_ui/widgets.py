@@ -14,6 +14,7 @@ import gradio as gr
 
 from engines.core.errors import VoiceLabError
 from engines.core.jobs import FINAL_STATES, JobRecord
+from engines.core.ops import request_params
 from engines.core.params import choices_of, info_of, value_type
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import t, text
@@ -98,9 +99,9 @@ def user_error(exc: Exception) -> gr.Error:
 
 
 def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
-    """Submit a job and return its id; bad parameters become a visible gr.Error."""
+    """Submit a job and return its id; bad parameters and unconfined paths become a visible gr.Error."""
     try:
-        return ctx.runner.submit(op, params, title=title)
+        return ctx.runner.submit(op, request_params(ctx.ws, op, params), title=title)
     except Exception as exc:
         raise user_error(exc) from exc
 

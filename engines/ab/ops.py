@@ -28,7 +28,7 @@ from engines.core.settings import Workspace
 class ABRenderJob:
     session: str = param("", help="A/B session id to render (created by the A/B tab)")
     experiment: str = param("", help="Without a session: compare every saved checkpoint of this experiment")
-    source: str = param("", help="Without a session: the source clip")
+    source: str = param("", path="read", help="Without a session: the source clip")
     blind: bool = param(True, help="Blind mode: shuffle sides and hide labels until the vote")
     params: str = param("", help="JSON object of ConvertParams values for every candidate")
     cosyvoice_pending: bool = param(False, help="Synthesise the CosyVoice comparison handed over by the CosyVoice tab")

@@ -33,11 +33,11 @@ from engines.cosyvoice.upstream import PINNED_COMMIT
 @dataclass
 class VendorSyncJob:
     source: str = param("", help="Where to fetch CosyVoice from: a git URL, a local clone/mirror or a .bundle file "
-                                 "(default: settings cosyvoice_source, else GitHub)")
+                                 "(default: settings cosyvoice_source, else GitHub)", path="repo")
     matcha_source: str = param("", help="Where to fetch its Matcha-TTS submodule from (default: settings "
-                                        "matcha_source, else the GitHub URL in upstream's .gitmodules)")
+                                        "matcha_source, else the GitHub URL in upstream's .gitmodules)", path="repo")
     commit: str = param(PINNED_COMMIT, help="Commit to check out (default: the pinned one)")
-    dest: str = param("", help="Checkout folder (default: settings cosyvoice.repo)")
+    dest: str = param("", path="write", help="Checkout folder (default: settings cosyvoice.repo)")
 
 
 @operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="light", title="Sync upstream CosyVoice",
@@ -56,7 +56,7 @@ def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
 
 @dataclass
 class DoctorParams:
-    model_dir: str = param("", help="Also check this model dir")
+    model_dir: str = param("", path="model_dir", help="Also check this model dir")
     steps: list[Literal["prepare", "train", "synth"]] = param(
         default_factory=lambda: ["prepare", "train", "synth"], help="Steps to check the model dir for")
     data: str = param("", help="Prepared data to train on (its shards tell whether upstream extracts features online)")
@@ -175,13 +175,13 @@ def experiment_data_dir(ws: Workspace, exp_name: str, data: str = "") -> Path | 
 
 @dataclass
 class AverageJob:
-    files: list[str] = param(default_factory=list, help="Checkpoint files (default: choose from --exp/--src)")
+    files: list[str] = param(default_factory=list, path="read", help="Checkpoint files (default: choose from --exp/--src)")
     exp_name: str = param("", flag="--exp", help="Experiment name (runtime/cosyvoice/train/<exp>)")
     model: Literal["llm", "flow"] = param("llm", help="Which model of the experiment")
-    src: str = param("", help="Folder with epoch_*_whole.pt (instead of --exp)")
+    src: str = param("", path="read", help="Folder with epoch_*_whole.pt (instead of --exp)")
     mode: Literal["last", "best"] = param("last", help="Selection when no files are given: last N or best N by cv loss")
     num: int = param(5, min=1, max=100, help="How many checkpoints to average")
-    out: str = param("", help="Output .pt (default: <exp>/averaged/<model>.pt)")
+    out: str = param("", path="write", help="Output .pt (default: <exp>/averaged/<model>.pt)")
 
 
 def _render_average(res: dict) -> str:
@@ -213,16 +213,16 @@ class AssembleJob:
     exp_name: str = param("", flag="--exp", help="Experiment whose epochs are averaged (cosyvoice/train/<exp>)")
     name: str = param("", help="New model name (runtime/cosyvoice/models/<name>; default: the experiment)")
     speaker: str = param("", help="Speaker id to register in spk2info.pt (default: the prepared data's speaker)")
-    base_model_dir: str = param("", flag="--base", help="Base model dir that was fine-tuned "
+    base_model_dir: str = param("", flag="--base", path="model_dir", help="Base model dir that was fine-tuned "
                                                         "(default: the one the experiment used)")
     data: str = param("", help="Prepared data whose spk2embedding.pt holds the speaker (default: the experiment's)")
-    embedding: str = param("", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
+    embedding: str = param("", path="read", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
     embedding_key: str = param("", help="Entry in spk2embedding.pt (default: the speaker or the only one)")
     mode: Literal["last", "best"] = param("last", help="Average the last N epochs or the best N by cv loss")
     num: int = param(5, min=1, max=100, help="How many epochs to average")
     reuse_averaged: bool = param(False, help="Use <exp>/averaged/*.pt from `cosyvoice average` instead of averaging")
-    llm: str = param("", help="Fine-tuned llm checkpoint to use as is (instead of averaging the experiment)")
-    flow: str = param("", help="With --llm: fine-tuned flow checkpoint (default: the base flow.pt)")
+    llm: str = param("", path="read", help="Fine-tuned llm checkpoint to use as is (instead of averaging the experiment)")
+    flow: str = param("", path="read", help="With --llm: fine-tuned flow checkpoint (default: the base flow.pt)")
     copy: bool = param(False, help="Copy the base files instead of symlinking them")
     overwrite: bool = param(False, help="Replace an existing model dir of that name")
 
@@ -304,8 +304,8 @@ class SynthJob(SynthParams):
     model: str = param("", help="Assembled model name (runtime/cosyvoice/models/<name>) instead of model_dir")
     speeds: list[str] = param(default_factory=list, help="Compare grid: several speeds (e.g. 0.9, 1.0, 1.1)")
     presets: list[str] = param(default_factory=list, help="Compare grid: several presets")
-    checkpoints: list[str] = param(default_factory=list, help="Compare grid: several checkpoints")
-    out: str = param("", help="Output wav (single) or folder (grid); default under runtime/outputs/cosyvoice")
+    checkpoints: list[str] = param(default_factory=list, path="read", help="Compare grid: several checkpoints")
+    out: str = param("", path="write", help="Output wav (single) or folder (grid); default under runtime/outputs/cosyvoice")
 
 
 def model_dir_of(ws: Workspace, model: str, model_dir: str) -> str:
@@ -368,7 +368,7 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
 @dataclass
 class SpeakersParams:
     model: str = param("", help="Assembled model name (runtime/cosyvoice/models/<name>)")
-    model_dir: str = param("", help="Or a model dir path")
+    model_dir: str = param("", path="model_dir", help="Or a model dir path")
 
 
 @operation("cosyvoice.speakers", params=SpeakersParams, kind="inline", title="Speakers of a model dir",

@@ -39,7 +39,7 @@ MAX_PROMPT_SECONDS = 30.0  # upstream asserts on longer prompts
 class SynthParams:
     """Synthesis options shared by the tab and `voicelab cosyvoice synth`."""
 
-    model_dir: str = param("", help="CosyVoice model dir (an assembled one for a fine-tuned speaker)")
+    model_dir: str = param("", path="model_dir", help="CosyVoice model dir (an assembled one for a fine-tuned speaker)")
     text: str = param("", help="Text to speak")
     speaker: str = param("", help="Speaker id from spk2info.pt (sft/instruct v1 modes)")
     mode: str = param("sft", choices=MODES, help="sft: fine-tuned speaker; zero_shot: prompt audio; instruct")
@@ -47,9 +47,9 @@ class SynthParams:
     seed: int = param(0, min=0, max=2**31 - 1, help="Random seed (same seed, same output)")
     preset: str = param("neutral", help="CosyVoice3 instruction preset name")
     instruct: str = param("", help="Instruction text (overrides the preset; CosyVoice3 / instruct mode)")
-    prompt_wav: str = param("", help="Prompt audio for zero_shot / instruct (v2, v3)")
+    prompt_wav: str = param("", path="read", help="Prompt audio for zero_shot / instruct (v2, v3)")
     prompt_text: str = param("", help="Transcript of the prompt audio (zero_shot)")
-    checkpoint: str = param("", help="epoch_N_whole.pt to hot-load (llm or flow) instead of the dir's weights")
+    checkpoint: str = param("", path="read", help="epoch_N_whole.pt to hot-load (llm or flow) instead of the dir's weights")
 
 
 # -- text handling (no upstream needed) ---------------------------------------------------

@@ -49,9 +49,9 @@ class CosyTrainParams:
     """Everything the CosyVoice train tab/CLI exposes (one definition for both)."""
 
     exp_name: str = param("cosy_sft", help="Experiment name (folder under cosyvoice/train/)")
-    model_dir: str = param("", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
-    train_data: str = param("", help="data.list of the training parquet shards")
-    cv_data: str = param("", help="data.list for validation (default: the training list)")
+    model_dir: str = param("", path="model_dir", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
+    train_data: str = param("", path="list", help="data.list of the training parquet shards")
+    cv_data: str = param("", path="list", help="data.list for validation (default: the training list)")
     models: str = param("llm", choices=("llm", "llm+flow", "flow"), help="Which models to fine-tune")
     max_epoch: int = param(10, min=1, max=10000, help="Epochs to train (total, including resumed ones)")
     lr: float = param(1e-5, min=1e-8, max=1e-2, help="Learning rate (constant scheduler)")

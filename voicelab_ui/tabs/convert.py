@@ -23,7 +23,6 @@ from engines.rvc.ops.catalog import (
     generator_files,
     list_models,
     resolve_index,
-    resolve_model,
 )
 from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
@@ -31,6 +30,7 @@ from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.rvc_forms import (
     confined_index,
+    confined_model,
     f0_method_choices,
     form_overrides,
     index_choices,
@@ -194,7 +194,7 @@ def build(ctx: UIContext) -> None:
         if not m or (idx or "auto") != "auto":
             return ""
         try:
-            found = resolve_index(ws, "auto", resolve_model(ws, m))
+            found = resolve_index(ws, "auto", confined_model(ws, m))
         except VoiceLabError:
             return ""
         return f"auto → `{Path(found).name}`" if found else "auto → (no index found for this model)"
@@ -247,8 +247,7 @@ def build(ctx: UIContext) -> None:
                 inputs.append(str(confine(ws, server_folder.strip(), "folder")))
             if not inputs:
                 raise gr.Error("Add audio files or a folder to convert.")
-            model_path = resolve_model(ws, m or "")
-            confine(ws, model_path, "model")
+            model_path = confined_model(ws, m)
             index_path = confined_index(ws, idx or "auto", model_path)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
@@ -263,9 +262,7 @@ def build(ctx: UIContext) -> None:
         from engines.rvc.checkpoints import model_info
 
         try:
-            p = resolve_model(ws, m or "")
-            confine(ws, p, "model")
-            return info_rows(model_info(p))
+            return info_rows(model_info(confined_model(ws, m)))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
@@ -290,9 +287,7 @@ def build(ctx: UIContext) -> None:
 
     def start_merge(a: str, b: str, *values: Any) -> str:
         try:
-            pa, pb = resolve_model(ws, a or ""), resolve_model(ws, b or "")
-            confine(ws, pa, "model")
-            confine(ws, pb, "model")
+            pa, pb = confined_model(ws, a), confined_model(ws, b)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = values_to_params(MergeJob, mg_names, values)
@@ -362,8 +357,7 @@ def register_api(ctx: UIContext) -> None:
             raise gr.Error("No audio file given.")
         try:
             src = confine(ws, audio, "audio file")
-            model_path = resolve_model(ws, model)
-            confine(ws, model_path, "model")
+            model_path = confined_model(ws, model)
             params = values_to_params(ConvertParams, names, values)
             params.update(model=str(model_path), inputs=[str(src)], index=confined_index(ws, index or "", model_path) or "")
         except VoiceLabError as exc:

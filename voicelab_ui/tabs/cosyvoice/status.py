@@ -7,12 +7,12 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
-from engines.core.paths import confine
+from engines.core.paths import MODEL_DIR, confine_value
 from engines.cosyvoice.catalog import synth_model_dirs
 from engines.cosyvoice.dataprep import default_model_dir
 from voicelab_ui.api import client_json
 from voicelab_ui.i18n import t
-from voicelab_ui.widgets import submit_job, user_error
+from voicelab_ui.widgets import submit_job
 
 from .parts import Parts
 from .strings import BAD, DOWNLOAD_HINT, INFO, MARK, OK, WARN
@@ -87,19 +87,6 @@ def workers_markdown() -> str:
     return "\n".join(lines)
 
 
-def _source(ws: Any, value: str, what: str) -> str:
-    """A sync source from the page: a remote URL as given, a local path only inside the allowed folders."""
-    from engines.cosyvoice.vendor import is_remote
-
-    value = (value or "").strip()
-    if not value or is_remote(value):
-        return value
-    try:
-        return str(confine(ws, value, what))
-    except VoiceLabError as exc:
-        raise user_error(exc) from exc
-
-
 def build(ctx: Any, parts: Parts) -> None:
     ws = ctx.ws
     default_base = str(default_model_dir(ws))
@@ -125,8 +112,10 @@ def build(ctx: Any, parts: Parts) -> None:
     parts.c.update(status=status, check_dir=check_dir, workers=workers)
 
     def show_status(model_dir: str | None, fresh: bool = False) -> str:
-        try:
-            return doctor_markdown(ws, (model_dir or "").strip() or None, fresh)
+        try:  # a model dir only from the configured model roots: its yaml is code
+            return doctor_markdown(ws, confine_value(ws, model_dir, "model dir", MODEL_DIR) or None, fresh)
+        except VoiceLabError as exc:
+            return f"{exc.message} {exc.hint}".strip()
         except Exception as exc:  # the status view must never break the page
             return f"Status check failed: {type(exc).__name__}: {exc}"
 
@@ -135,7 +124,7 @@ def build(ctx: Any, parts: Parts) -> None:
     check_btn.click(lambda d: show_status(d, True), [check_dir], status, api_name="cosyvoice_status")
 
     def start_sync(src: str, matcha: str) -> str:
-        params = {"source": _source(ws, src, "CosyVoice source"), "matcha_source": _source(ws, matcha, "Matcha-TTS source")}
+        params = {"source": src or "", "matcha_source": matcha or ""}  # submit_job confines local sources
         return submit_job(ctx, "cosyvoice.vendor_sync", params, title="Sync upstream CosyVoice")
 
     sync_btn.click(start_sync, [source, matcha_source], ctx.job_id, api_name="cosyvoice_vendor_sync")
@@ -157,7 +146,8 @@ def build(ctx: Any, parts: Parts) -> None:
         """The CosyVoice doctor report (same as `voicelab cosyvoice doctor --json`)."""
         from engines.cosyvoice.doctor import doctor
 
-        return client_json(doctor(ws.settings, model_dir or None, disk_path=ws.root).to_dict())
+        chosen = confine_value(ws, model_dir, "model dir", MODEL_DIR)  # a refusal reaches the client via the guard
+        return client_json(doctor(ws.settings, chosen or None, disk_path=ws.root).to_dict())
 
     gr.api(doctor_api, api_name="cosyvoice_doctor")
 

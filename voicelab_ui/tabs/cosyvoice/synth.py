@@ -9,7 +9,7 @@ import gradio as gr
 
 from engines.ab.ops import send_to_ab
 from engines.core.errors import VoiceLabError
-from engines.core.paths import confine
+from engines.core.paths import MODEL_DIR, READ, confine, confine_value
 from engines.cosyvoice.catalog import all_checkpoints, synth_model_dirs
 from engines.cosyvoice.synth import SynthParams
 from voicelab_ui.i18n import t
@@ -79,7 +79,8 @@ def build(ctx: Any, parts: Parts) -> None:
         from engines.cosyvoice.model_dir import list_speakers
 
         try:
-            names = list_speakers(model_dir) if model_dir else []
+            chosen = confine_value(ws, model_dir, "model dir", MODEL_DIR)  # never a folder outside the model roots
+            names = list_speakers(chosen) if chosen else []
         except VoiceLabError:
             names = []
         return gr.update(choices=names, value=names[0] if names else None)
@@ -157,8 +158,9 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def send_ab(model_dir, a, b, text_value, speaker, mode, seed, speed) -> None:
         try:
-            path = send_to_ab(ws, model_dir or "", a or "", b or "", text_value or "", speaker or "", mode or "sft",
-                              int(seed or 0), float(speed or 1.0))
+            a, b = (confine_value(ws, c or "", "checkpoint", READ) for c in (a, b))
+            path = send_to_ab(ws, confine_value(ws, model_dir, "model dir", MODEL_DIR), a, b, str(text_value or ""),
+                              str(speaker or ""), str(mode or "sft"), int(seed or 0), float(speed or 1.0))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         gr.Info(f"Sent to the A/B tab ({path.name}).")
