@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from engines.core.atomic import user_facing
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks
 from engines.core.ops import OPERATIONS, get_operation, load_operations
@@ -261,7 +262,13 @@ class JobRunner:
         try:
             params = build(op.params, rec.params)
             hooks.check_cancel()
-            result = op.fn(params, hooks, self.ws) or {}
+            try:
+                result = op.fn(params, hooks, self.ws) or {}
+            except Exception as exc:  # a full disk, wherever it struck, is the user's to fix: say so
+                friendly = user_facing(exc, self.ws.root)
+                if friendly is exc:
+                    raise
+                raise friendly from exc
             log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
             self.store.update(job_id, state="done", finished=time.time(), progress=1.0,
                               message=str(result.get("summary", "Done"))[:500], result=result)

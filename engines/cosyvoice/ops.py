@@ -28,6 +28,8 @@ from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
 from engines.cosyvoice.upstream import PINNED_COMMIT
 
+MIN_PROMPT_SECONDS = 0.5  # a voice prompt shorter than this carries no usable speaker information
+
 # -- upstream checkout ------------------------------------------------------------------------
 
 @dataclass
@@ -341,6 +343,10 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.synth import compare_grid, load_presets, synthesize
 
     model_dir = model_dir_of(ws, p.model, p.model_dir)
+    if p.prompt_wav:  # a corrupt, NaN-filled or truncated prompt is refused by name before upstream sees it
+        from engines.core.audio import check_audio_file
+
+        check_audio_file(p.prompt_wav, MIN_PROMPT_SECONDS, "a CosyVoice prompt")
     presets = load_presets(ws)
     checkout = ws.settings.cosyvoice_repo
     stamp = time.strftime("%Y%m%d-%H%M%S")

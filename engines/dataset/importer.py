@@ -29,7 +29,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, write_audio
+from engines.core.atomic import require_space
+from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
 from engines.core.errors import AudioDecodeError, InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
@@ -62,6 +63,7 @@ TARGET_RATES = (0, 16000, 22050, 24000, 32000, 40000, 44100, 48000)
 ZIP_MAX_TOTAL_BYTES = 16 * 1024**3  # uncompressed audio a zip may expand to
 ZIP_MAX_RATIO = 200  # uncompressed/compressed per member; audio never compresses like this
 DECODE_BLOCK_SECONDS = 10.0
+MIN_SOURCE_SECONDS = 0.05  # shorter than this holds no clip whatever the settings
 
 
 @dataclass
@@ -152,11 +154,12 @@ def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _zip_items(zpath: Path, skipped: list[dict]) -> list[_Item]:
+def _zip_items(zpath: Path, skipped: list[dict], display: str = "") -> list[_Item]:
+    label = display or zpath.name
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError) as exc:
-        skipped.append({"source": zpath.name, "reason": f"not a readable zip archive ({exc})"})
+        skipped.append({"source": label, "reason": f"not a readable zip archive ({exc})"})
         return []
     items: list[_Item] = []
     total = 0
@@ -164,7 +167,7 @@ def _zip_items(zpath: Path, skipped: list[dict]) -> list[_Item]:
         for info in zf.infolist():
             if info.is_dir():
                 continue
-            display = f"{zpath.name}!{info.filename}"
+            display = f"{label}!{info.filename}"
             base = PurePosixPath(info.filename.replace("\\", "/")).name
             if info.filename.startswith("__MACOSX/") or base.startswith("._") or base.startswith("."):
                 continue
@@ -177,7 +180,7 @@ def _zip_items(zpath: Path, skipped: list[dict]) -> list[_Item]:
                 continue
             total += info.file_size
             if total > ZIP_MAX_TOTAL_BYTES:
-                skipped.append({"source": zpath.name, "reason": f"archive expands beyond {ZIP_MAX_TOTAL_BYTES >> 30} GB; "
+                skipped.append({"source": label, "reason": f"archive expands beyond {ZIP_MAX_TOTAL_BYTES >> 30} GB; "
                                 "remaining entries refused"})
                 break
             items.append(_Item(display=display, zip_path=zpath, member=info))
@@ -191,11 +194,14 @@ def _expand_sources(sources: Iterable[str | os.PathLike], skipped: list[dict]) -
         if not p.exists():
             skipped.append({"source": str(src), "reason": "the file does not exist"})
         elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-                           and not f.name.startswith("."))
-            if not found:
-                skipped.append({"source": str(src), "reason": "the folder contains no audio files"})
+            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            found = [f for f in files if f.suffix.lower() in AUDIO_EXTENSIONS]
+            zips = [f for f in files if f.suffix.lower() == ".zip"]
+            if not found and not zips:
+                skipped.append({"source": str(src), "reason": "the folder contains no audio files or zip archives"})
             items.extend(_Item(display=str(f.relative_to(p.parent)), path=f) for f in found)
+            for z in zips:  # imported like an uploaded zip (same safety checks)
+                items.extend(_zip_items(z, skipped, display=str(z.relative_to(p.parent))))
         elif p.suffix.lower() == ".zip" or (p.suffix.lower() not in AUDIO_EXTENSIONS and zipfile.is_zipfile(p)):
             items.extend(_zip_items(p, skipped))
         else:
@@ -210,6 +216,7 @@ def _extract_member(item: _Item, dest_dir: Path) -> Path:
     suffix = PurePosixPath(item.member.filename).suffix.lower()
     out = dest_dir / f"member{suffix}"
     limit = item.member.file_size
+    require_space(dest_dir, limit)
     written = 0
     with zipfile.ZipFile(item.zip_path) as zf, zf.open(item.member) as src, open(out, "wb") as dst:
         while True:
@@ -448,8 +455,10 @@ def _import_one(
 ) -> int:
     """Cut one file into clips; on any failure remove its clips and leave the manifest as it was."""
     info = probe_audio(path)
+    require_duration(info, max(params.min_clip_seconds, MIN_SOURCE_SECONDS), "a clip")
     rate = params.target_sr or info.sample_rate
     expected = max(1.0, info.duration * rate)
+    require_space(folder, int(expected * 2))  # 16-bit mono clips
     records: list[ClipRecord] = []
     next_id_before = man.next_id
     dropped = 0
@@ -470,7 +479,10 @@ def _import_one(
         man.next_id = next_id_before
         raise
     if not records:
-        hooks.log(f"{display}: no clips (silent, or every piece shorter than {params.min_clip_seconds} s)")
+        raise InvalidInputError(
+            f"no clips from {info.duration:.2f} s of audio: every piece was silent or shorter than the minimum "
+            f"clip length ({params.min_clip_seconds:g} s){info.length_note()}",
+            "Lower the silence threshold or the minimum clip length, or turn slicing off.")
     seconds = sum(r.duration for r in records)
     for rec in records:
         man.add_clip(rec)
