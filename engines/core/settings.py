@@ -44,6 +44,15 @@ class Settings:
     light_workers: int = 2
     # Server folders (besides the workspace) the page may import from, separated by os.pathsep.
     import_roots: str = ""
+    # HTTPS: a self-signed certificate made once into <workspace>/tls, or the user's own pair.
+    https: bool = False
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    # Caches the studio cleans by age and size (0 = no limit): uploads and A/B renders.
+    upload_cache_hours: int = 24
+    upload_cache_mb: int = 4096
+    ab_cache_days: int = 30
+    ab_cache_mb: int = 4096
 
     # name -> environment variable
     ENV = {
@@ -61,6 +70,13 @@ class Settings:
         "language": "VOICELAB_LANGUAGE",
         "light_workers": "VOICELAB_LIGHT_WORKERS",
         "import_roots": "VOICELAB_IMPORT_ROOTS",
+        "https": "VOICELAB_HTTPS",
+        "ssl_cert": "VOICELAB_SSL_CERT",
+        "ssl_key": "VOICELAB_SSL_KEY",
+        "upload_cache_hours": "VOICELAB_UPLOAD_CACHE_HOURS",
+        "upload_cache_mb": "VOICELAB_UPLOAD_CACHE_MB",
+        "ab_cache_days": "VOICELAB_AB_CACHE_DAYS",
+        "ab_cache_mb": "VOICELAB_AB_CACHE_MB",
     }
 
     def resolved_hubert(self) -> Path:
