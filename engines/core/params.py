@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -20,6 +21,8 @@ from typing import Any, Sequence, TypeVar
 from engines.core.errors import InvalidInputError
 
 T = TypeVar("T")
+# Values a device field may hold (they are handed to torch, onnxruntime or a subprocess as given).
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]{1,2})?"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ParamInfo:
     cli: bool = True  # expose on the CLI
     # A server path the request names: its kind in the path policy (engines.core.paths), e.g. "read".
     path: str | None = None
+    pattern: str | None = None  # a text value must match this regular expression (whole value)
 
 
 def param(
@@ -48,10 +52,12 @@ def param(
     label: str | None = None,
     cli: bool = True,
     path: str | None = None,
+    pattern: str | None = None,
     default_factory: Any = MISSING,
 ) -> Any:
     """A dataclass field carrying its help, range and choices (and, for server paths, their policy kind)."""
-    info = ParamInfo(help, min, max, step, tuple(choices) if choices is not None else None, flag, label, cli, path)
+    info = ParamInfo(help, min, max, step, tuple(choices) if choices is not None else None, flag, label, cli, path,
+                     pattern)
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata={"param": info})
     return field(default=default, metadata={"param": info})
@@ -105,6 +111,9 @@ def validate(obj: T) -> T:
             raise InvalidInputError(f"{f.name}: '{value}' is not a valid {tp.__name__}.") from exc
         if info.min is not None and value < info.min or info.max is not None and value > info.max:
             raise InvalidInputError(f"{f.name} must be between {info.min} and {info.max} (got {value}).")
+        if info.pattern and isinstance(value, str) and not re.fullmatch(info.pattern, value):
+            raise InvalidInputError(f"{f.name}: '{value[:80]}' is not accepted here.",
+                                    f"Give a value of the form {info.pattern.replace('|', ' | ')}.")
         choices = choices_of(type(obj), f)
         if choices is not None and value not in choices:
             raise InvalidInputError(f"{f.name} must be one of {', '.join(map(str, choices))} (got {value!r}).")

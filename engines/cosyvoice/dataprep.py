@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from engines.core.atomic import torch_save, write_json
 from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
-from engines.core.params import param, validate
+from engines.core.params import DEVICE_PATTERN, param, validate
 from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice import upstream
 from engines.cosyvoice.features import extract_features, speaker_means
@@ -58,7 +58,7 @@ class PrepareParams:
     data_workers: int = param(2, min=1, max=64, help="Data-loader workers the training will use (sets the shard size)")
     num_gpus: int = param(1, min=1, max=64, help="GPUs the training will use (sets the shard size)")
     shards_per_worker: int = param(4, min=2, max=32, help="Parquet shards per data-loader worker")
-    onnx_device: str = param("auto", help="ONNX device: auto, cpu or cuda (falls back to CPU when CUDA fails)")
+    onnx_device: str = param("auto", help="ONNX device: auto, cpu or cuda (CPU when CUDA fails)", pattern=DEVICE_PATTERN)
     force: bool = param(False, help="Recompute everything instead of resuming")
 
 

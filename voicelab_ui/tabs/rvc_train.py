@@ -277,6 +277,8 @@ def loss_frames(ws: Any, exp: str) -> tuple[Any, Any]:
 
 
 def saved_rows(ws: Any, exp: str) -> list[list[Any]]:
+    if not exp:
+        return []
     kinds = {"G": "G checkpoint", "D": "D checkpoint", "model": "small model"}
     return [[kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, human_size(s.size),
              time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.mtime))] for s in saved_files(ws, exp)]
@@ -416,6 +418,9 @@ def build(ctx: UIContext) -> None:
         return loss_df, lr_df, saved_rows(ws, name), new_stamp, timer_update
 
     view_outputs = [loss_plot, lr_plot, saved, stamp, timer]
+
+    def fresh_views(name: str | None) -> tuple:
+        return views(name, "")
     timer.tick(views, [exp, stamp], view_outputs, show_progress="hidden", queue=False)
 
     exp_fill = [dataset, *(widgets[n] for n in EXPERIMENT_FIELDS if n != "dataset")]
@@ -425,13 +430,13 @@ def build(ctx: UIContext) -> None:
         previous = last_run_params(ctx, name) or experiment_settings(ws, name)
         return [previous[n] if n in previous else gr.update() for n in EXPERIMENT_FIELDS]
 
-    exp.change(pick_experiment, [exp], exp_fill).then(lambda n: views(n, ""), [exp], view_outputs,
+    exp.change(pick_experiment, [exp], exp_fill).then(fresh_views, [exp], view_outputs,
                                                       show_progress="hidden")
 
     def reload_lists(name: str | None, ds: str | None) -> tuple:
         return gr.update(choices=list_experiments(ws), value=name), gr.update(choices=list_datasets(ws), value=ds)
 
-    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
     # -- jobs (submit_job confines the dataset folder and the model paths)
     def job_params(name: str | None, ds: str | None, values: tuple) -> dict:
@@ -487,7 +492,7 @@ def build(ctx: UIContext) -> None:
 
     if ctx.demo is not None:
         ctx.demo.load(show_assets, status_inputs, assets_md)
-        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
     # -- API-only endpoints
     def metrics_api(exp_name: str) -> list:
