@@ -26,6 +26,7 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from voicelab_ui.widgets import user_error
 
 log = logging.getLogger("voicelab.endpoints")
+MAX_NUMBER = 2**53  # the largest integer a browser's JSON number holds exactly
 
 
 def _translate(name: str, exc: BaseException) -> BaseException:
@@ -65,9 +66,12 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
     for k in (bool, int, float):
         if k in plain:
             try:
-                return value if isinstance(value, k) else k(float(value)) if k is int else k(value)
-            except (TypeError, ValueError) as exc:
+                number = value if isinstance(value, k) else k(float(value)) if k is int else k(value)
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise InvalidInputError(f"{name}: '{value}' is not a valid {k.__name__}.") from exc
+            if k is not bool and not (abs(number) <= MAX_NUMBER):  # also NaN; no page number needs more
+                raise InvalidInputError(f"{name}: {value} is out of range.")
+            return number
     return value
 
 

@@ -90,8 +90,10 @@ def test_import_conversion_and_upload_on_a_full_disk(small_disk, tiny_models, tm
             assert rec["state"] == "failed" and _matches(rec["error"]), rec
             assert not list((ws / "datasets").rglob("*.wav"))
             # conversion: refused before writing; no partial output
-            ans = http.call("/convert", http.file_data(str(speech)), "tiny", "", f0_method="pm")
-            assert not ans.ok and _matches(ans.text), ans.text
+            ans = http.call("/convert_job", None, str(ws / "imports"), "tiny", "none")
+            assert ans.ok, ans.text
+            rec = http.wait_job(ans.value[0])
+            assert rec["state"] == "failed" and _matches(rec["error"]), rec
             assert not list((ws / "outputs").rglob("*.wav"))
             # upload with a declared size: refused at once; chunked (no size): runs out of space, cleaned up
             with open(speech, "rb") as fh:
