@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -153,7 +154,7 @@ class StudioGate:
         elif session is None:
             if path not in ANONYMOUS_PATHS and not path.startswith(ANONYMOUS_PREFIXES):
                 await _answer(send, 401, "Not logged in.")
-            elif path == "/":
+            elif path == "/" and method == "GET":
                 await rewrite_html(self.app, scope, receive, send, strip_api_info)
             else:
                 await self.app(scope, receive, send)
@@ -172,6 +173,8 @@ class StudioGate:
             await _answer(send, 429, f"Too many failed logins from {client}: try again in {seconds} s.",
                           {"retry-after": str(seconds)})
             return
+        # Counted as failed until it succeeds, so parallel guesses cannot all slip in before the first fails.
+        self.throttle.failed(client)
         status = [0]
 
         async def watch(message: dict) -> None:
@@ -182,15 +185,14 @@ class StudioGate:
         await self.app(scope, receive, watch)
         if status[0] == 200:
             self.throttle.succeeded(client)
-        elif status[0] in (400, 401, 403):
-            self.throttle.failed(client)
 
     async def _file(self, scope: Scope, receive: Receive, send: Send, path: str, session: str) -> None:
         prefix = next(p for p in FILE_ROUTES if path.startswith(p))
         target = path[len(prefix):]
-        real = str(Path(target).resolve()) if target.startswith("/") else ""
-        owner = self.upload_owner.get(real)
-        if not real or not servable(self.ws, target) or (owner is not None and owner != session):
+        ok = target.startswith("/") and servable(self.ws, target)  # relative paths would follow the cwd
+        if ok and self.upload_owner.get(str(Path(target).resolve()), session) != session:
+            ok = False  # another login's upload
+        if not ok:
             await _answer(send, 403, "This file is not served.")
             return
         await self.app(scope, receive, send)
@@ -204,19 +206,26 @@ class StudioGate:
             return
         started = time.time()
         held: list[dict] = []
+        received = [0]
 
         async def hold(message: dict) -> None:
             held.append(message)
 
+        async def counted() -> dict:
+            message = await receive()
+            received[0] += len(message.get("body", b""))
+            return message
+
         try:
-            await self.app(scope, receive, hold)
+            await self.app(scope, counted, hold)
             error: BaseException | None = None
         except Exception as exc:  # noqa: BLE001 - a failed upload must not leave its partial file
             error = exc
         if error is not None or (held and held[0].get("status", 200) >= 500):
             _remove_partial_uploads(folder, started)
             if is_disk_full(error or OSError("upload failed"), folder):
-                await _answer(send, 507, DiskFullError(str(folder), free_bytes(folder), length or None).message)
+                need = length or received[0]  # without a declared size: at least what arrived
+                await _answer(send, 507, DiskFullError(str(folder), free_bytes(folder), need or None).message)
                 return
             if error is not None:
                 raise error
@@ -238,11 +247,16 @@ class StudioGate:
 
 
 def _remove_partial_uploads(folder: Path, since: float) -> int:
-    """Delete Gradio's temp files (``tmp*`` directly in the upload folder) made since ``since``."""
+    """Delete Gradio's temp files (``tmp*`` directly in the upload folder) made since ``since``.
+
+    Each is emptied first: Gradio's parser may still hold it open, and an unlinked open file
+    keeps its space until the handle is collected.
+    """
     n = 0
     for f in folder.glob("tmp*"):
         try:
             if f.is_file() and f.stat().st_mtime >= since - 1:
+                os.truncate(f, 0)
                 f.unlink()
                 n += 1
         except OSError:

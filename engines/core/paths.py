@@ -1,8 +1,9 @@
 """The one path policy: which server paths a request from the page or the HTTP API may touch.
 
 Every path a request carries goes through here (the command line is the
-local user's own shell and is not confined). A path is resolved (``~``,
-``..`` and symlinks) and must lie inside one of the roots of its kind:
+local user's own shell and is not confined). A path must lie inside one of
+the roots of its kind, as written (``~`` and ``..`` removed) or with its
+symlinks resolved; no kind but ``read`` may end in the upload folder:
 
 ``read``
     inputs: the workspace (uploads included), the assets folder and the
@@ -29,7 +30,7 @@ local user's own shell and is not confined). A path is resolved (``~``,
 Secrets are never reachable through any kind: ``settings.toml``, the jobs
 database (with its ``-wal``/``-shm`` files), job logs and the TLS key.
 The same module decides which files the studio's file route serves
-(``servable``): outputs, dataset clips, previews and uploads, by allow-list.
+(``servable``): outputs, dataset clips, A/B renders and uploads, by allow-list.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def tls_dir(ws: Workspace) -> Path:
 
 
 def protected_paths(ws: Workspace) -> list[Path]:
-    """Files no request may read, write or download (the first entry of each is a prefix match)."""
+    """Files and folders no request may read, write or download."""
     db = ws.jobs_db
     return [ws.root / "settings.toml", db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
             db.with_name(db.name + "-journal"), ws.jobs_dir, tls_dir(ws)]
@@ -85,11 +86,6 @@ def roots(ws: Workspace, kind: str = READ) -> list[Path]:
     if kind == REPO:
         return roots(ws, READ)
     raise ValueError(f"unknown path kind {kind!r}")
-
-
-def allowed_roots(ws: Workspace) -> list[Path]:
-    """The folders the page may read from (kind ``read``)."""
-    return roots(ws, READ)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -136,6 +132,17 @@ def _refusal(ws: Workspace, path: Any, what: str, kind: str) -> InvalidInputErro
     return InvalidInputError(f"The {what} {path} is outside the folders the studio may use.", hint)
 
 
+def within(path: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> bool:
+    """True when ``path`` lies inside one of ``folders``, as written or with symlinks resolved."""
+    try:
+        lexical = _lexical(path)
+        real = _real(lexical)
+    except InvalidInputError:
+        return False
+    allowed = _roots_both(Path(f) for f in folders)
+    return any(_inside(lexical, r) or _inside(real, r) for r in allowed)
+
+
 def is_protected(ws: Workspace, path: Path) -> bool:
     """True for the studio's secrets (settings, jobs database and logs, TLS key), however spelled."""
     spellings = {_lexical(path), _real(_lexical(path))}
@@ -152,13 +159,9 @@ def confine(ws: Workspace, path: str | os.PathLike, what: str = "path", kind: st
     """
     lexical = _lexical(path)
     real = _real(lexical)
-    if kind == IMPORT_SOURCE and not ws.settings.lan:
-        ok = True
-    else:
-        allowed = _roots_both(roots(ws, kind))
-        ok = any(_inside(lexical, r) or _inside(real, r) for r in allowed)
+    ok = (kind == IMPORT_SOURCE and not ws.settings.lan) or within(lexical, roots(ws, kind))
     if ok and kind in (WRITE, MODEL_DIR, IMPORT_SOURCE):
-        ok = not any(_inside(p, r) for p in (lexical, real) for r in _roots_both([upload_root()]))
+        ok = not within(lexical, [upload_root()])
     if is_protected(ws, lexical):
         raise InvalidInputError(f"The {what} {path} is one of the studio's own records (settings, jobs, TLS key).",
                                 "Requests cannot read or write it; choose another file.")
@@ -265,6 +268,4 @@ def servable(ws: Workspace, path: str | os.PathLike, extra: Iterable[Path] = ())
         real = _real(_lexical(path))
     except InvalidInputError:
         return False
-    if is_protected(ws, real):
-        return False
-    return any(_inside(real, root) for root in _roots_both([*servable_roots(ws), *extra]))
+    return not is_protected(ws, real) and within(real, [*servable_roots(ws), *extra])

@@ -109,21 +109,10 @@ class ImportReport:
 
 
 def is_allowed_source(path: str | os.PathLike, ws: Workspace, extra_roots: Iterable[str | os.PathLike] = ()) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside the workspace or one of ``extra_roots``.
+    """True when ``path`` lies inside the workspace or one of ``extra_roots`` (the path policy's test)."""
+    from engines.core.paths import within
 
-    The UI uses this to confine server-side folder paths typed by a user.
-    """
-    try:
-        real = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError):
-        return False
-    for root in (ws.root, *extra_roots):
-        try:
-            real.relative_to(Path(root).expanduser().resolve())
-            return True
-        except ValueError:
-            continue
-    return False
+    return within(path, [ws.root, *extra_roots])
 
 
 @dataclass
