@@ -45,8 +45,8 @@ SPLITS = ("train", "dev")
 class PrepareParams:
     """Options of CosyVoice data preparation (shared by UI, CLI and API)."""
 
-    model_dir: str = param("", path="model_dir", help="CosyVoice model folder holding campplus.onnx and speech_tokenizer_v*.onnx "
-                                    "(default: <assets>/cosyvoice/CosyVoice2-0.5B)")
+    model_dir: str = param("", help="CosyVoice model folder holding campplus.onnx and speech_tokenizer_v*.onnx "
+                                    "(default: <assets>/cosyvoice/CosyVoice2-0.5B)", path="model_dir")
     speaker: str = param("", help="Speaker id used in the data and later in spk2info.pt (default: the dataset name)")
     version: str = param("auto", choices=VERSIONS,
                          help="CosyVoice version (picks the tokenizer; v3 adds the instruct column); auto = from the model dir")

@@ -215,8 +215,8 @@ class AssembleJob:
     exp_name: str = param("", flag="--exp", help="Experiment whose epochs are averaged (cosyvoice/train/<exp>)")
     name: str = param("", help="New model name (runtime/cosyvoice/models/<name>; default: the experiment)")
     speaker: str = param("", help="Speaker id to register in spk2info.pt (default: the prepared data's speaker)")
-    base_model_dir: str = param("", flag="--base", path="model_dir", help="Base model dir that was fine-tuned "
-                                                        "(default: the one the experiment used)")
+    base_model_dir: str = param("", flag="--base", help="Base model dir that was fine-tuned "
+                                                        "(default: the one the experiment used)", path="model_dir")
     data: str = param("", help="Prepared data whose spk2embedding.pt holds the speaker (default: the experiment's)")
     embedding: str = param("", path="read", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
     embedding_key: str = param("", help="Entry in spk2embedding.pt (default: the speaker or the only one)")

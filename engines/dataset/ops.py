@@ -165,8 +165,8 @@ def transcribe_op(p: TranscribeJob, hooks: Hooks, ws: Workspace) -> dict:
 @dataclass
 class TranscriptsParams:
     dataset: str = param(help="Dataset name")
-    import_from: str = param("", path="read", flag="--import", help="Import a list file (path|text, path|spk|lang|text, "
-                                                       "'utt text') or a folder of .lab/.txt")
+    import_from: str = param("", flag="--import", help="Import a list file (path|text, path|spk|lang|text, "
+                                                       "'utt text') or a folder of .lab/.txt", path="read")
     import_beside: bool = param(False, help="Import .lab/.txt files lying beside the clips")
     set: list[str] = param(default_factory=list, help="Set clips' text: CLIP=TEXT (several allowed)")
     drop: list[str] = param(default_factory=list, help="Clips to leave out of TTS data")

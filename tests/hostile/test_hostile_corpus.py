@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli
+from harness import run_cli
 from corpus import CASES, Case
 
 pytestmark = pytest.mark.slow

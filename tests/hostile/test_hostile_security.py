@@ -20,7 +20,7 @@ import urllib.request
 
 import httpx
 import pytest
-from conftest import LOGIN
+from harness import LOGIN
 from studio_http import Answer, StudioHTTP
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ class TrainParams:
     pretrained_g: str = param("", path="read", help="Pretrained generator (e.g. assets/pretrained_v2/f0G40k.pth); empty = from scratch")
     pretrained_d: str = param("", path="read", help="Pretrained discriminator (e.g. f0D40k.pth); empty = from scratch")
     gpus: str = param("", help="GPU ids separated by '-' (e.g. 0-1); empty = all visible GPUs, CPU if none",
-                      pattern=r"[0-9]{0,2}(-[0-9]{1,2})*")
+                      pattern=r"[0-9 ,-]{0,64}")
     skip_preprocess: bool = param(False, help="Reuse the experiment's existing pieces")
     skip_f0: bool = param(False, help="Reuse the existing pitch files")
     skip_feature: bool = param(False, help="Reuse the existing content features")
