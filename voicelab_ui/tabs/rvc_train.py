@@ -277,8 +277,6 @@ def loss_frames(ws: Any, exp: str) -> tuple[Any, Any]:
 
 
 def saved_rows(ws: Any, exp: str) -> list[list[Any]]:
-    if not exp:
-        return []
     kinds = {"G": "G checkpoint", "D": "D checkpoint", "model": "small model"}
     return [[kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, human_size(s.size),
              time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.mtime))] for s in saved_files(ws, exp)]
