@@ -33,6 +33,10 @@ class InvalidModelError(InvalidInputError):
     """A file is not the kind of model it was given as."""
 
 
+class UnsafeFileError(InvalidModelError):
+    """A file asks to run code or rebuild objects when loaded (a malicious or foreign pickle); it was not loaded."""
+
+
 class MissingAssetError(VoiceLabError):
     """A weight file the operation needs is not on disk.
 

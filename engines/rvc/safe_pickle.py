@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engines.core.errors import InvalidModelError
+from engines.core.errors import InvalidModelError, UnsafeFileError
 
 # Classes whose pickled instances we rebuild as inert records, by full name.
 _INERT_NAMES: tuple[str, ...] = (
@@ -128,9 +128,9 @@ def safe_torch_load(path: str | Path) -> Any:
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = _refused_global(str(exc))
+        refused = refused_global(str(exc))
         what = f" It asks to load '{refused}', which is not allowed." if refused else ""
-        raise InvalidModelError(
+        raise UnsafeFileError(
             f"Refused to load {path.name}: it contains objects a model file should not contain.{what}",
             "Only tensors and plain checkpoint bookkeeping are accepted. "
             "Use a trusted copy of the file (e.g. the official hubert_base.pt).",
@@ -142,7 +142,8 @@ def safe_torch_load(path: str | Path) -> Any:
         ) from None
 
 
-def _refused_global(message: str) -> str:
+def refused_global(message: str) -> str:
+    """The global a refused unpickle asked for (from torch's message), or ''."""
     match = re.search(r"GLOBAL ([\w.]+)", message)
     if match:
         return match.group(1)
