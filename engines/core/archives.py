@@ -23,6 +23,26 @@ def member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     return PurePosixPath(info.filename.replace("\\", "/"))
 
 
+def decoded_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as its author wrote it.
+
+    Zips made without the UTF-8 flag are read as cp437 by Python; names written on Chinese Windows
+    (GBK) or as unflagged UTF-8 are recovered from those bytes. ASCII names are unchanged.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        raw = info.filename.encode("cp437")
+    except UnicodeEncodeError:
+        return info.filename
+    for encoding in ("utf-8", "gbk"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return info.filename
+
+
 def is_hidden_member(info: zipfile.ZipInfo) -> bool:
     """macOS resource forks and dot files: never user content."""
     base = member_path(info).name

@@ -32,7 +32,7 @@ from engines.rvc.models.configs import SMALL_CONFIG_FIELDS, parse_sr, parse_vers
 from engines.rvc.shapes import config_fits, config_from_state_dict, detect_f0, detect_version
 
 __all__ = ["GeneratorFile", "config_from_state_dict", "detect_f0", "detect_version", "extract_small_model",
-           "file_sha256", "load_torch_file", "merge_models", "model_info", "read_generator", "save_small_model"]
+           "discriminator_state", "file_sha256", "generator_from_object", "load_torch_file", "merge_models", "model_info", "read_generator", "save_small_model"]
 
 POSTERIOR_PREFIX = "enc_q."
 SMALL_MODEL_KEYS = ("weight", "config", "info", "sr", "f0", "version")
@@ -165,8 +165,11 @@ def _epoch_from_info(info: str) -> int | None:
 
 def read_generator(path: str | Path, *, sr: str | int | None = None) -> GeneratorFile:
     """Read a small model or a G checkpoint; raises InvalidModelError for anything else."""
-    p = Path(path)
-    obj = load_torch_file(p)
+    return generator_from_object(Path(path), load_torch_file(path), sr=sr)
+
+
+def generator_from_object(p: Path, obj: Any, *, sr: str | int | None = None) -> GeneratorFile:
+    """:func:`read_generator` for a file already loaded with :func:`load_torch_file` (read once, used twice)."""
     if not isinstance(obj, Mapping):
         raise _not_rvc(p, f"it holds a {type(obj).__name__}, not a dict")
     if "weight" in obj and _is_tensor_dict(obj.get("weight")):
@@ -182,7 +185,22 @@ def read_generator(path: str | Path, *, sr: str | int | None = None) -> Generato
     raise _not_rvc(p, f"no RVC generator weights inside (top-level keys: {keys or 'none'})")
 
 
+def discriminator_state(obj: Any) -> dict[str, Any] | None:
+    """The state dict of a discriminator file (``{"model": sd, ...}`` or a bare state dict), else None."""
+    sd = obj.get("model") if isinstance(obj, Mapping) and "model" in obj else obj
+    if not _is_tensor_dict(sd):
+        return None
+    sd = _strip_prefix(sd)
+    return sd if any(k.startswith("discriminators.") for k in sd) else None
+
+
+_OUR_VOCODERS = ("", "hifi-gan", "hifigan", "nsf-hifigan", "hifi-gan nsf")  # Applio's "vocoder" key; absent = RVC's
+
+
 def _read_small(p: Path, obj: Mapping[str, Any]) -> GeneratorFile:
+    vocoder = str(obj.get("vocoder") or "").strip()
+    if vocoder.lower() not in _OUR_VOCODERS:
+        raise _not_rvc(p, f"it uses the {vocoder} vocoder (Applio), which VoiceLab does not run; only RVC's HiFi-GAN")
     sd = _strip_prefix(obj["weight"])
     if "enc_p.emb_phone.weight" not in sd or "dec.conv_pre.weight" not in sd:
         raise _not_rvc(p, "its 'weight' is not an RVC generator state dict")

@@ -140,3 +140,14 @@ def config_fits(config: list[Any], sd: Mapping[str, Any]) -> bool:
         )
     except (KeyError, IndexError, TypeError, ValueError):
         return False
+
+
+def discriminator_version(sd: Mapping[str, Any]) -> str | None:
+    """The RVC version of a discriminator state dict: the scale discriminator plus one per period."""
+    from engines.rvc.models.discriminator import PERIODS
+
+    count = _count(sd, r"discriminators\.(\d+)\.")
+    for version, periods in PERIODS.items():
+        if count == len(periods) + 1:
+            return version
+    return None
