@@ -105,6 +105,12 @@ def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
         raise user_error(exc) from exc
 
 
+def finished_job(ctx: UIContext, marker: str) -> JobRecord | None:
+    """The job record named by a ``ctx.job_finished`` value ("<id>:<state>:<time>")."""
+    job_id = (marker or "").split(":", 1)[0]
+    return ctx.runner.get(job_id) if job_id else None
+
+
 def progress_html(rec: JobRecord | None) -> str:
     if rec is None:
         return ""
