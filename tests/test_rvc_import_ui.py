@@ -52,3 +52,32 @@ def test_import_a_zip_in_the_convert_tab_and_convert_with_it(tmp_path):
     assert sr == 40000 and len(audio) == 40000
     report = (ws / "outputs" / f"{outputs[0].name}.json").read_text()
     assert "kiki.index" in report  # converted with the imported index
+
+
+@pytest.mark.slow
+def test_import_api_confines_server_paths(tmp_path):
+    """Through the HTTP API: a folder outside the workspace is refused; one inside imports."""
+    import time
+
+    from browser import studio
+    from gradio_client import Client
+    from test_rvc_convert import make_fast_voice
+
+    ws = tmp_path / "ws"
+    inside = ws / "uploads" / "pack"
+    inside.mkdir(parents=True)
+    make_fast_voice(inside / "mine.pth", "v1", "40k", f0=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    make_fast_voice(outside / "theirs.pth", "v1", "40k", f0=True)
+    with studio(ws) as (url, _):
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="outside the folders the studio may read"):
+            client.predict(None, str(outside), "", "voices", "", "", api_name="/vc_model_import")
+        job = client.predict(None, str(inside), "", "voices", "", "", api_name="/vc_model_import")
+        deadline = time.time() + 60
+        while (rec := client.predict(job, api_name="/job_status"))["state"] in ("queued", "running"):
+            assert time.time() < deadline
+            time.sleep(0.5)
+        assert rec["state"] == "done", rec
+    assert (ws / "weights" / "mine.pth").is_file() and not (ws / "weights" / "theirs.pth").exists()
