@@ -158,6 +158,21 @@ def test_zip_with_a_malicious_pickle_installs_nothing(ws, tmp_path):
     assert not marker.exists()  # nothing in it ran
     assert not list(ws.weights.iterdir()) and not list(ws.indices.iterdir())
     assert not (ws.root / ".import").exists()
+    # a damaged file is only skipped (it is not a threat), the rest imports
+    damaged = make_zip(tmp_path / "damaged.zip", {"nice.pth": tmp_path / "s" / "nice.pth", "broken.pth": b"garbage"})
+    res = import_models(ws, str(damaged))
+    assert [v["name"] for v in res["voices"]] == ["nice.pth"]
+    assert "not a readable PyTorch file" in res["skipped"][0]["reason"]
+
+
+def test_an_old_torch_does_not_open_files_from_strangers(ws, tmp_path, monkeypatch):
+    import torch
+
+    zpath = make_zip(tmp_path / "v.zip", {"v.pth": voice(tmp_path / "s" / "v.pth", "v1")})
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(VoiceLabError, match="CVE-2025-32434"):
+        import_models(ws, str(zpath))
+    assert not list(ws.weights.iterdir())
 
 
 @pytest.fixture

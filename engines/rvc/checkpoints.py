@@ -107,9 +107,11 @@ def load_torch_file(path: str | Path) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         asked = refused_global(str(exc))
+        if not asked:  # not a pickle of ours at all: a damaged or foreign file
+            raise InvalidModelError(f"{p.name} cannot be loaded as an RVC model: it is not a readable PyTorch file.",
+                                    "Use an RVC voice model (.pth from weights/) or a G_*.pth training checkpoint.") from None
         raise UnsafeFileError(
-            f"Refused to load {p.name}: it contains objects a model file should not contain"
-            + (f" (it asks for '{asked}')." if asked else "."),
+            f"Refused to load {p.name}: it contains objects a model file should not contain (it asks for '{asked}').",
             "It may be malicious or not an RVC model. Nothing in it was run; use a trusted copy of the model.",
         ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files

@@ -178,7 +178,7 @@ def custom_sets(settings: Settings) -> list[dict[str, Any]]:
 
 def catalog(settings: Settings, sr: str, version: str, f0: bool) -> list[dict[str, Any]]:
     """The official pair for (sr, version, f0) and every custom set, each saying whether it fits and why not."""
-    from engines.assets.manifest import asset_path, fix_command, load_manifest
+    from engines.assets.manifest import asset_path, load_manifest
 
     manifest = load_manifest()
     folder = "pretrained_v2" if version == "v2" else "pretrained"
@@ -193,8 +193,8 @@ def catalog(settings: Settings, sr: str, version: str, f0: bool) -> list[dict[st
                         g_info=read_pretrained(g_path, settings).describe(),
                         d_info=read_pretrained(d_path, settings).describe())
     else:
-        official.update(fits=False, why="not downloaded",
-                        fix=" ; ".join(sorted({fix_command(manifest.resolve(n)) for n in (g_name, d_name)})))
+        missing = [n for n, p in ((g_name, g_path), (d_name, d_path)) if not p.is_file()]
+        official.update(fits=False, why="not downloaded", fix=f"voicelab assets download {' '.join(missing)}")
     rows.append(official)
     for s in custom_sets(settings):
         g, d = s["g"], s["d"]

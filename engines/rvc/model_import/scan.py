@@ -121,6 +121,9 @@ def _classify_index(path: Path, rel: str, folder: str) -> Candidate:
 
 def scan_source(roots: list[tuple[Path, str]], only: list[Path] | None, hooks: Hooks) -> Scan:
     """Classify every model and index file under ``roots`` (or just ``only``)."""
+    from engines.rvc.safe_pickle import require_safe_torch
+
+    require_safe_torch()
     first = roots[0][0] if roots else Path(".")
     scan = Scan(install_layout(first) if only is None else "files")
     files: list[tuple[Path, Path, str]] = []

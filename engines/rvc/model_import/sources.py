@@ -285,12 +285,27 @@ def download_repo(repo: str, revision: str, dest: Path, hooks: Hooks) -> Path:
 
 # -- the context manager -----------------------------------------------------------------------
 
+STALE_STAGE_SECONDS = 24 * 3600
+
+
+def _remove_stale_stages(parent: Path) -> None:
+    """Staging folders of imports that a killed studio could not clean up (older than a day)."""
+    import time
+
+    if parent.is_dir():
+        for old in parent.iterdir():
+            with contextlib.suppress(OSError):
+                if time.time() - old.stat().st_mtime > STALE_STAGE_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_source(ws: Workspace, src: str, hooks: Hooks, *, revision: str = "main") -> Iterator[Staged]:
     """Make ``src`` local; yields the folders to scan; removes everything staged on exit."""
     src = (src or "").strip()
     if not src:
         raise InvalidInputError("No source given.", "Give a .zip, a folder, a .pth file, a URL or a Hugging Face repo id.")
+    _remove_stale_stages(ws.root / ".import")
     stage = ws.root / ".import" / uuid.uuid4().hex[:12]
     kind = source_kind(src)
     try:
