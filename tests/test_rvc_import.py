@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_assets import hub  # noqa: F401 - the local Hugging Face stand-in fixture
 
 from engines.core.errors import InvalidInputError, UnsafeFileError, VoiceLabError
 from engines.core.settings import Workspace
@@ -23,8 +24,6 @@ from engines.rvc.index import read_index_header
 from engines.rvc.model_import import import_models, source_kind
 from engines.rvc.model_import.install import read_sidecar
 from engines.rvc.ops.catalog import guess_index
-
-from test_assets import hub  # noqa: F401 - the local Hugging Face stand-in fixture
 
 
 def make_index(tmp: Path, exp: str, version: str, frames: int = 120, seed: int = 0) -> Path:

@@ -13,7 +13,9 @@ Two kinds of files hold an RVC generator:
 version, f0 flag, sample rate and config worked out (from the file's own
 fields, a ``config.json`` beside a checkpoint, or the tensor shapes).
 Files are read with ``torch.load(weights_only=True)``: nothing in a model
-file can run code.
+file can run code (one that asks to is refused as an UnsafeFileError).
+Models also carry the content encoder they were trained with
+(``embedder_model``, see ``engines.rvc.encoders``).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from engines.rvc.encoders import ENCODER_KEY, ENCODER_PATH_KEY, read_experiment_
 from engines.rvc.models.configs import SMALL_CONFIG_FIELDS, parse_sr, parse_version, small_model_config_from_train
 from engines.rvc.shapes import config_fits, config_from_state_dict, detect_f0, detect_version
 
-__all__ = ["GeneratorFile", "config_from_state_dict", "detect_f0", "detect_version", "extract_small_model",
-           "discriminator_state", "file_sha256", "generator_from_object", "load_torch_file", "merge_models", "model_info", "read_generator", "save_small_model"]
+__all__ = ["GeneratorFile", "config_from_state_dict", "detect_f0", "detect_version", "discriminator_state",
+           "extract_small_model", "file_sha256", "generator_from_object", "load_torch_file", "merge_models",
+           "model_info", "read_generator", "save_small_model"]
 
 POSTERIOR_PREFIX = "enc_q."
 SMALL_MODEL_KEYS = ("weight", "config", "info", "sr", "f0", "version")

@@ -59,9 +59,13 @@ def _wanted_experiments(scan: Scan, wanted: Sequence[str], staged: Staged) -> li
     return chosen
 
 
-def _check_runs(runs: list[tuple[str, Path, str]], all_checkpoints: bool) -> None:
-    """Safe-load the checkpoints every run would copy, before anything is installed."""
-    for _, folder, _name in runs:
+def _check_runs(ws: Workspace, runs: list[tuple[str, Path, str]], all_checkpoints: bool) -> None:
+    """Before anything is installed: every run's name is free, and the checkpoints it would copy load safely."""
+    for _, folder, name in runs:
+        target = ws.experiment_dir(name)
+        if target.exists() and any(target.iterdir()):
+            raise InvalidInputError(f"An experiment named '{name}' already exists in the workspace.",
+                                    "Give the imported run another name (--name), or import only the others.")
         pairs = checkpoint_pairs(folder)
         for _, g, d in pairs if all_checkpoints else pairs[-1:]:
             read_pair(g, d)
@@ -95,7 +99,6 @@ def _index_stem(index: Candidate, voice_stems: list[str]) -> str:
 
 def _install_voices(ws: Workspace, scan: Scan, pairs: dict[str, str | None], stems: dict[str, str],
                     staged: Staged, overwrite: bool, hooks: Hooks) -> tuple[list[dict], list[dict]]:
-    by_rel = {i.rel: i for i in scan.indexes}
     users: dict[str, list[str]] = {}
     for v in scan.voices:
         if pairs.get(v.rel):
@@ -155,7 +158,8 @@ def import_models(ws: Workspace, source: str, *, name: str = "", choices: dict[s
         result: dict[str, Any] = {"source": staged.label, "kind": staged.kind, "layout": scan.layout,
                                   "voices": [], "indexes": [], "pretrained": [], "experiments": [],
                                   "skipped": staged.skipped + scan.skipped, "needs_choice": [],
-                                  "experiments_available": [_experiment_name(r, f, staged) for r, f in scan.experiments]}
+                                  "experiments_available": [_experiment_name(r, f, staged)
+                                                            for r, f in scan.experiments]}
         if scan.unsafe:
             first = scan.unsafe[0]
             raise UnsafeFileError(
@@ -168,7 +172,7 @@ def import_models(ws: Workspace, source: str, *, name: str = "", choices: dict[s
         runs = _wanted_experiments(scan, experiments, staged)
         if name and len(runs) == 1:
             runs = [(runs[0][0], runs[0][1], clean_stem(name))]
-        _check_runs(runs, all_checkpoints)
+        _check_runs(ws, runs, all_checkpoints)
         pairing = pair_indexes(scan.voices, scan.indexes, choices)
         if pairing.ambiguous:
             result["needs_choice"] = pairing.ambiguous
@@ -181,7 +185,7 @@ def import_models(ws: Workspace, source: str, *, name: str = "", choices: dict[s
             raise InvalidInputError(f"No RVC voice model found in {staged.label}.{extra}",
                                     reasons or "Give a zip or folder holding a voice .pth (and its .index).")
         renames = {rel: (folder.name, new) for rel, folder, new in runs if folder.name != new}
-        for rel, folder, run_name in runs:
+        for _, folder, run_name in runs:
             result["experiments"].append(import_experiment(ws, folder, run_name, hooks.scaled(0.6, 0.85),
                                                            source=staged.label, all_checkpoints=all_checkpoints))
         stems = _voice_stems(scan.voices, name if not runs else "", renames)
@@ -191,9 +195,13 @@ def import_models(ws: Workspace, source: str, *, name: str = "", choices: dict[s
         if scan.voices:
             result["skipped"] += [{"file": i.rel, "reason": "not paired with any voice of its version"}
                                   for i in scan.indexes if i.rel not in paired]
-        imported = {r for r, _, _ in runs}
-        result["experiments_available"] = [n for (r, f), n in zip(scan.experiments, result["experiments_available"])
-                                           if r not in imported]
+        result["skipped"] += [{"file": c.rel, "reason": f"a {c.kind} file, not a voice: import it with --as pretrained"
+                                                        + (" (or extract a small model from it)" if c.kind == "generator"
+                                                           else "")}
+                              for c in scan.generators + scan.discriminators]
+        imported = {folder for _, folder, _ in runs}
+        result["experiments_available"] = [_experiment_name(r, f, staged) for r, f in scan.experiments
+                                           if f not in imported]
     return _finish(result)
 
 

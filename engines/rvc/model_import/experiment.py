@@ -202,7 +202,7 @@ def import_experiment(ws: Workspace, folder: Path, name: str, hooks: Hooks, *, s
             counts[dst_name] = _copy_files(src, tmp / dst_name, hooks.scaled(0.0, 0.8), counter, total)
         if (folder / "config.json").is_file():
             shutil.copyfile(folder / "config.json", tmp / "config.json")
-        for n, g, d, g_obj, d_obj, _, changed in read:
+        for _, g, d, g_obj, d_obj, _, changed in read:
             hooks.check_cancel()
             for src, obj in ((g, g_obj), (d, d_obj)):
                 if changed:
