@@ -103,7 +103,9 @@ def test_rvc_webui_install_voices_and_a_run_that_resumes(ws, tmp_path, run_data)
     for asset in ("assets/hubert/hubert_base.pt", "assets/pretrained_v2/f0G40k.pth", "assets/rmvpe/rmvpe.pt"):
         (install / asset).parent.mkdir(parents=True, exist_ok=True)
         (install / asset).write_bytes(b"not read: assets are imported with voicelab assets import")
-    (install / "logs" / "mute" / "0_gt_wavs").mkdir(parents=True)
+    for sub in ("0_gt_wavs", "3_feature768"):  # upstream's shared silent pieces: not a run
+        (install / "logs" / "mute" / sub).mkdir(parents=True)
+    shutil.copyfile(next((run / "3_feature768").glob("*.npy")), install / "logs" / "mute" / "3_feature768" / "mute.npy")
 
     res = import_models(ws, str(install))  # voices only; the run is offered
     assert res["layout"] == "rvc-webui" and res["experiments"] == [] and res["experiments_available"] == ["myexp"]

@@ -10,8 +10,8 @@ Installs are recognised by their layout: RVC WebUI keeps voices in
 ``assets/weights/`` (older releases: ``weights/``) and training runs in
 ``logs/<exp>/`` (with the ``added_*.index``); Applio keeps both the runs and
 their voices (``<exp>_<E>e_<S>s.pth``) in ``logs/<exp>/``. Their asset
-folders (pretrained, HuBERT, RMVPE, UVR, an embedded Python) are not
-voices and are not read (``voicelab assets import --from DIR`` takes those).
+folders (pretrained, HuBERT, RMVPE, UVR, an embedded Python, the shared
+``logs/mute``) are not voices and are not read (``voicelab assets import --from DIR`` takes those).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from engines.rvc.model_import.experiment import is_experiment_dir
 CHECKPOINT_NAME = re.compile(r"^[GD]_(\d+)\.pth$")
 # Folders of an install that hold no voices (relative to its root).
 _ASSET_DIRS = ("assets/pretrained", "assets/pretrained_v2", "assets/hubert", "assets/rmvpe", "assets/uvr5_weights",
-               "assets/indices", "pretrained", "pretrained_v2", "uvr5_weights", "rvc/models", "runtime", "env")
+               "assets/indices", "pretrained", "pretrained_v2", "uvr5_weights", "rvc/models", "runtime", "env",
+               "logs/mute")  # logs/mute: the silent pieces every RVC WebUI run shares, not a run
 _NEVER = {".git", "__pycache__", "site-packages", "node_modules", ".venv", "venv", "__MACOSX"}
 
 
