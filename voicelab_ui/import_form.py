@@ -126,5 +126,6 @@ def build(ctx: UIContext, prefix: str, *, pretrained: bool = False, runs: bool =
         text, prefill = result_markdown(rec)
         return text, (prefill if prefill is not None else gr.update())
 
-    ctx.job_finished.change(after_job, [ctx.job_finished, job], [result, choose])
+    if ctx.job_finished is not None:  # (a panel built alone, without the job panel, has none)
+        ctx.job_finished.change(after_job, [ctx.job_finished, job], [result, choose])
     return ImportForm(result, job)
