@@ -2,7 +2,8 @@
 
 The voice has the real v2 40k architecture (random weights, fp16, ~55 MB); the
 index is upstream's IVF Flat over N random 768-d vectors. Each import runs in a
-fresh subprocess (peak RSS = its VmHWM) and is compared with the floor of
+fresh subprocess with torch already imported, as in a running studio (peak RSS
+= its VmHWM), and is compared with the floor of
 copying the same bytes once (unpacking + hashing + copying into place cannot be
 faster than that).
 
@@ -61,6 +62,8 @@ def make_zip(base: Path, vectors: int) -> Path:
 
 
 def child(zip_path: str, workspace: str) -> None:
+    import torch  # noqa: F401 - loaded before timing, as in a running studio (its import alone takes seconds)
+
     from engines.core.settings import Workspace
     from engines.rvc.model_import import import_models
 
