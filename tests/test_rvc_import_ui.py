@@ -9,6 +9,12 @@ import soundfile as sf
 pytestmark = pytest.mark.browser
 
 
+def _uploaded(page, selector: str, name: str) -> None:
+    """Wait until a file box lists the uploaded file (the upload has finished)."""
+    page.wait_for_function("([s, n]) => document.querySelector(s)?.innerText.includes(n)", arg=[selector, name],
+                           timeout=60000)
+
+
 @pytest.mark.slow
 def test_import_a_zip_in_the_convert_tab_and_convert_with_it(tmp_path):
     from browser import browser_page, studio
@@ -28,7 +34,7 @@ def test_import_a_zip_in_the_convert_tab_and_convert_with_it(tmp_path):
         page.get_by_role("tab", name="Convert").click()
         page.locator("#vl-vc-import").get_by_text("Import a model").first.click()
         page.locator("#vl-vc-import-file input[type=file]").set_input_files(str(zpath))
-        page.wait_for_timeout(1500)  # upload finishes
+        _uploaded(page, "#vl-vc-import-file", zpath.stem)
         page.locator("#vl-vc-import-run").click()
         page.wait_for_function("() => document.querySelector('#vl-vc-import-result')?.innerText.includes('kiki.pth')",
                                timeout=120000)
@@ -39,7 +45,7 @@ def test_import_a_zip_in_the_convert_tab_and_convert_with_it(tmp_path):
         page.wait_for_function("() => document.querySelector('#vl-vc-index-note')?.innerText.includes('kiki.index')",
                                timeout=20000)
         page.locator("#vl-vc-files input[type=file]").set_input_files(str(clip))
-        page.wait_for_timeout(1500)
+        _uploaded(page, "#vl-vc-files", clip.stem)
         page.locator("#vl-vc-run").click()
         page.wait_for_function("() => document.querySelector('#vl-vc-result')?.innerText.includes('converted')",
                                timeout=120000)
