@@ -30,7 +30,7 @@ COMMANDS_GROUP = "voicelab.commands"
 # In the order --help lists them.
 GROUP_HELP = {
     "dataset": "Create datasets from audio, show stats, list clips, transcribe",
-    "rvc": "RVC: preprocess, extract, train, index, convert, checkpoints",
+    "rvc": "RVC: preprocess, extract, train, index, convert, import, pretrained, checkpoints",
     "rvc ckpt": "Model files: info, extract a small model, merge two models",
     "cosyvoice": "CosyVoice: data prep, fine-tuning, averaging, model dirs, synthesis",
     "vendor": "Third-party source checkouts (upstream CosyVoice)",

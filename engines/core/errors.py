@@ -47,6 +47,10 @@ class DiskFullError(VoiceLabError):
         self.need_bytes = need_bytes
 
 
+class UnsafeFileError(InvalidModelError):
+    """A file asks to run code or rebuild objects when loaded (a malicious or foreign pickle); it was not loaded."""
+
+
 class MissingAssetError(VoiceLabError):
     """A weight file the operation needs is not on disk.
 

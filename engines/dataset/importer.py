@@ -21,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import zipfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from engines.core.archives import extract_member, is_hidden_member, member_path, unsafe_member
 from engines.core.atomic import require_space
 from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
 from engines.core.errors import AudioDecodeError, InvalidInputError
@@ -61,7 +61,6 @@ from engines.dataset.slicer import SlicerParams, StreamingSlicer
 
 TARGET_RATES = (0, 16000, 22050, 24000, 32000, 40000, 44100, 48000)
 ZIP_MAX_TOTAL_BYTES = 16 * 1024**3  # uncompressed audio a zip may expand to
-ZIP_MAX_RATIO = 200  # uncompressed/compressed per member; audio never compresses like this
 DECODE_BLOCK_SECONDS = 10.0
 MIN_SOURCE_SECONDS = 0.05  # shorter than this holds no clip whatever the settings
 
@@ -125,24 +124,6 @@ class _Item:
     member: zipfile.ZipInfo | None = None
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip entry must not be extracted, or None when it is safe."""
-    name = info.filename
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or posix.is_absolute():
-        return "unsafe path in zip (absolute path)"
-    if any(part == ".." for part in posix.parts):
-        return "unsafe path in zip (path traversal '..')"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "unsafe entry in zip (symbolic link)"
-    if info.flag_bits & 0x1:
-        return "encrypted zip entry"
-    if info.compress_size and info.file_size / max(1, info.compress_size) > ZIP_MAX_RATIO and info.file_size > 1 << 20:
-        return f"suspicious compression ratio ({info.file_size // max(1, info.compress_size)}:1, zip bomb?)"
-    return None
-
-
 def _zip_items(zpath: Path, skipped: list[dict], display: str = "") -> list[_Item]:
     label = display or zpath.name
     try:
@@ -157,14 +138,13 @@ def _zip_items(zpath: Path, skipped: list[dict], display: str = "") -> list[_Ite
             if info.is_dir():
                 continue
             display = f"{label}!{info.filename}"
-            base = PurePosixPath(info.filename.replace("\\", "/")).name
-            if info.filename.startswith("__MACOSX/") or base.startswith("._") or base.startswith("."):
+            if is_hidden_member(info):
                 continue
-            why = _unsafe_member(info)
+            why = unsafe_member(info)
             if why:
                 skipped.append({"source": display, "reason": why})
                 continue
-            if PurePosixPath(base).suffix.lower() not in AUDIO_EXTENSIONS:
+            if member_path(info).suffix.lower() not in AUDIO_EXTENSIONS:
                 skipped.append({"source": display, "reason": "not an audio file (unknown extension)"})
                 continue
             total += info.file_size
@@ -199,25 +179,9 @@ def _expand_sources(sources: Iterable[str | os.PathLike], skipped: list[dict]) -
 
 
 def _extract_member(item: _Item, dest_dir: Path) -> Path:
-    """Copy one zip member to ``dest_dir`` enforcing its declared size (zip-bomb guard)."""
+    """Copy one zip member to ``dest_dir`` (within its declared size)."""
     assert item.zip_path is not None and item.member is not None
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    suffix = PurePosixPath(item.member.filename).suffix.lower()
-    out = dest_dir / f"member{suffix}"
-    limit = item.member.file_size
-    require_space(dest_dir, limit)
-    written = 0
-    with zipfile.ZipFile(item.zip_path) as zf, zf.open(item.member) as src, open(out, "wb") as dst:
-        while True:
-            chunk = src.read(1 << 20)
-            if not chunk:
-                break
-            written += len(chunk)
-            if written > limit:
-                raise InvalidInputError(f"Zip entry {item.display} is larger than its header says.",
-                                        "The archive is corrupt or malicious; it was not imported.")
-            dst.write(chunk)
-    return out
+    return extract_member(item.zip_path, item.member, dest_dir / f"member{member_path(item.member).suffix.lower()}")
 
 
 def _sha256(path: Path) -> str:

@@ -27,6 +27,7 @@ from engines.rvc.ops.catalog import (
 from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
+from voicelab_ui import import_form
 from voicelab_ui.i18n import add, t
 from voicelab_ui.rvc_forms import (
     confined_index,
@@ -37,6 +38,7 @@ from voicelab_ui.rvc_forms import (
 )
 from voicelab_ui.widgets import (
     api_signature,
+    finished_job,
     param_widgets,
     submit_job,
     user_error,
@@ -91,11 +93,6 @@ add({
 })
 
 
-def finished_record(ctx: UIContext, marker: str) -> Any:
-    job_id = (marker or "").split(":", 1)[0]
-    return ctx.runner.get(job_id) if job_id else None
-
-
 def result_line(rec: Any) -> str:
     if rec.state == "done":
         return f"✔ {rec.message}"
@@ -131,6 +128,7 @@ def build(ctx: UIContext) -> None:
                                     label=t("vc.model"), info=t("vc.model_info"), elem_id="vl-vc-model", scale=3)
                 refresh = gr.Button(t("vc.refresh"), scale=0, min_width=80)
             upload = gr.File(file_types=[".pth"], label=t("vc.upload_model"), elem_id="vl-vc-upload")
+            import_form.build(ctx, "vl-vc")
             index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("vc.index"),
                                 info=t("vc.index_info"), elem_id="vl-vc-index")
             index_note = gr.Markdown(elem_id="vl-vc-index-note")
@@ -300,7 +298,10 @@ def build(ctx: UIContext) -> None:
     result_outputs = [result_md, *players, out_files, errors, timings, tools_md, info_table, *list_outputs]
 
     def after_job(marker: str, m: str, a: str, b: str, im: str, g: str) -> dict:
-        rec = finished_record(ctx, marker)
+        rec = finished_job(ctx, marker)
+        if rec is not None and rec.op == "rvc.import":  # new voices: list them, select the first one
+            voices = import_form.imported_voices(rec)
+            return dict(zip(list_outputs, reload_lists(voices[0] if voices else m, a, b, im, g)))
         if rec is None or rec.op not in ("rvc.convert", "rvc.ckpt_extract", "rvc.ckpt_merge"):
             return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         out: dict = {}

@@ -170,7 +170,13 @@ def feature_versions(ws: Workspace, experiment: str) -> list[str]:
 
 
 def guess_index(ws: Workspace, model_path: str | Path) -> Path | None:
-    """The workspace index that belongs to a model named ``<exp>[_e<E>_s<S>].pth``, if any."""
+    """The workspace index that belongs to a model: the one it was imported with, else by its name
+    ``<exp>[_e<E>_s<S>].pth``."""
+    from engines.rvc.model_import.install import paired_index
+
+    paired = paired_index(model_path)
+    if paired is not None:
+        return paired
     stem = Path(model_path).stem
     exp = re.sub(r"_e\d+_s\d+$", "", stem)
     for candidate in (ws.indices / f"{exp}.index", ws.indices / f"{stem}.index"):

@@ -21,6 +21,7 @@ from engines.assets.check import (
 from engines.assets.manifest import load_manifest
 from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.paths import IMPORT_SOURCE, confine
+from voicelab_ui import import_form
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.widgets import submit_job, user_error
@@ -140,6 +141,7 @@ def build(ctx: UIContext) -> None:
                                 elem_id="vl-assets-import-folder")
             copy = gr.Checkbox(value=False, label=t("assets.copy"))
             run_import = gr.Button(t("assets.import_run"), elem_id="vl-assets-import")
+        import_form.build(ctx, "vl-assets", pretrained=True, runs=True)
         with gr.Accordion(t("assets.download"), open=False):
             names = gr.Dropdown(choices=[], value=[], multiselect=True, label=t("assets.download_names"),
                                 info=t("assets.download_info"), elem_id="vl-assets-download-names")
