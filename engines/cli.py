@@ -17,6 +17,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from engines.core.atomic import user_facing
 from engines.core.errors import VoiceLabError
 from engines.core.hooks import terminal_hooks
 from engines.core.jsonable import jsonable
@@ -29,7 +30,7 @@ COMMANDS_GROUP = "voicelab.commands"
 # In the order --help lists them.
 GROUP_HELP = {
     "dataset": "Create datasets from audio, show stats, list clips, transcribe",
-    "rvc": "RVC: preprocess, extract, train, index, convert, checkpoints",
+    "rvc": "RVC: preprocess, extract, train, index, convert, import, pretrained, checkpoints",
     "rvc ckpt": "Model files: info, extract a small model, merge two models",
     "cosyvoice": "CosyVoice: data prep, fine-tuning, averaging, model dirs, synthesis",
     "vendor": "Third-party source checkouts (upstream CosyVoice)",
@@ -149,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         ws = Workspace.open(args.workspace, overrides={"device": args.device})
-        return int(handler(args, ws) or 0)
+        try:
+            return int(handler(args, ws) or 0)
+        except Exception as exc:  # a full disk anywhere gets the one clear message
+            friendly = user_facing(exc, ws.root)
+            if friendly is exc:
+                raise
+            raise friendly from exc
     except VoiceLabError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

@@ -37,8 +37,6 @@ MAX_LINES = 500
 LONG_MODULES: dict[str, int] = {
     "engines.rvc.content.hubert": 740,
     "engines.rvc.infer.pipeline": 775,
-    "engines.cosyvoice.dataprep": 517,
-    "voicelab_ui.tabs.cosyvoice": 786,
 }
 
 

@@ -135,3 +135,33 @@ def test_index_cli_in_process(ws, capsys):
     assert args.func(args, ws) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["frames"] == 110 and out["n_ivf"] == 2 and out["index"].endswith("cli.index")
+
+
+def test_index_header_is_read_without_faiss_and_refuses_other_files(tmp_path):
+    import faiss
+
+    from engines.core.errors import InvalidModelError
+    from engines.rvc.index import read_index_header
+
+    rng = np.random.default_rng(0)
+    for dim, factory in ((768, "IVF4,Flat"), (256, "Flat"), (256, "IVF3,PQ8")):
+        x = rng.standard_normal((300, dim)).astype(np.float32)
+        index = faiss.index_factory(dim, factory)
+        index.train(x)
+        index.add(x)
+        path = tmp_path / f"{dim}-{factory.replace(',', '_')}.index"
+        faiss.write_index(index, str(path))
+        head = read_index_header(path)
+        assert (head.dim, head.ntotal, head.version) == (dim, 300, "v2" if dim == 768 else "v1")
+        assert head.nlist == (int(factory[3]) if factory.startswith("IVF") else None)
+    empty = faiss.index_factory(768, "IVF2,Flat")
+    empty.train(rng.standard_normal((100, 768)).astype(np.float32))
+    faiss.write_index(empty, str(tmp_path / "trained.index"))
+    assert read_index_header(tmp_path / "trained.index").ntotal == 0
+    full = tmp_path / "768-IVF4_Flat.index"
+    (tmp_path / "cut.index").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(InvalidModelError, match="truncated"):
+        read_index_header(tmp_path / "cut.index")
+    (tmp_path / "text.index").write_text("not an index at all, just some words here and there")
+    with pytest.raises(InvalidModelError, match="not a faiss index"):
+        read_index_header(tmp_path / "text.index")

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from engines.core.paths import confine
+from engines.core.paths import confine, confine_value
 from engines.core.settings import Workspace
-from engines.rvc.ops.catalog import list_indexes, resolve_index
+from engines.rvc.ops.catalog import list_indexes, resolve_index, resolve_model
 from voicelab_ui.i18n import add, t
 
 F0_PREFERENCE = ("rmvpe", "fcpe", "crepe-tiny", "swift", "harvest", "pm")
@@ -60,9 +60,14 @@ def form_overrides(cls: type, min_width: int) -> dict[str, dict]:
     return out
 
 
+def confined_model(ws: Workspace, model: str | None) -> Path:
+    """A model chosen on the page (a name in weights/ or a path), refused outside the readable folders."""
+    return confine(ws, resolve_model(ws, confine_value(ws, model, "model")), "model")
+
+
 def confined_index(ws: Workspace, idx: str, model_path: Path) -> str | None:
     """The index to use ("auto"/"none"/a path), refusing paths outside the readable folders."""
-    found = resolve_index(ws, idx, model_path)
+    found = resolve_index(ws, confine_value(ws, idx, "index"), model_path)
     if found:
         confine(ws, found, "index")
     return found

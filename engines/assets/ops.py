@@ -101,7 +101,7 @@ def download_op(params: AssetsDownloadParams, hooks: Hooks, ws: Workspace) -> di
 
 @dataclass
 class AssetsImportParams:
-    source_dir: str = param(flag="--from", help="Folder of an existing RVC WebUI / Applio / CosyVoice install")
+    source_dir: str = param(flag="--from", path="import_source", help="Folder of an existing RVC WebUI / Applio / CosyVoice install")
     copy: bool = param(False, help="Copy the files instead of symlinking them")
     names: list[str] = param(default_factory=list, help="Only these assets (default: all found)")
 

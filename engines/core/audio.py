@@ -12,6 +12,7 @@ path uses ``soxr.ResampleStream`` so a two-hour file is never held whole.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from dataclasses import dataclass
@@ -45,6 +46,26 @@ class AudioInfo:
     format: str  # container, e.g. "WAV", "mp4"
     codec: str  # e.g. "PCM_16", "aac"
     backend: str  # "soundfile" or "av"
+    declared_frames: int = 0  # what a WAV header claims when the file holds less (a truncated file)
+
+    @property
+    def truncated(self) -> bool:
+        return self.declared_frames > self.frames
+
+    def length_note(self) -> str:
+        """" (the file is truncated: its header declares 12.0 s)" for truncated files, else ""."""
+        if not self.truncated or not self.sample_rate:
+            return ""
+        return f" (the file is truncated: its header declares {self.declared_frames / self.sample_rate:.3f} s)"
+
+
+def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
+    """Raise a clear InvalidInputError when ``info``'s audio is shorter than ``stage`` needs."""
+    if info.duration < minimum:
+        raise InvalidInputError(
+            f"'{Path(info.path).name}' is too short for {stage}: {info.duration:.3f} s of audio"
+            f"{info.length_note()}; the minimum is {minimum:g} s.",
+            "Re-export or re-download the file, or use a longer recording.")
 
 
 # ---------------------------------------------------------------------------
@@ -86,6 +107,21 @@ def _looks_like_text(head: bytes) -> bool:
         return False
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     return printable / max(1, len(text)) > 0.95
+
+
+def _wav_declared_frames(head: bytes) -> int:
+    """Frames a RIFF/WAVE header's 'data' chunk claims (0 when the header does not say)."""
+    if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        return 0
+    pos, align = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(head):
+            align = struct.unpack("<H", head[pos + 20 : pos + 22])[0]
+        if cid == b"data":
+            return size // align if align and size != 0xFFFFFFFF else 0
+        pos += 8 + size + (size & 1)
+    return 0
 
 
 def _wav_header_rate(head: bytes) -> int | None:
@@ -155,10 +191,14 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     info = _probe_soundfile(p)
     if info is None:
         info = _probe_av(p, head)
+    declared = _wav_declared_frames(head)
+    if info.backend == "soundfile" and declared > info.frames:
+        info = dataclasses.replace(info, declared_frames=declared)
     if info.sample_rate <= 0:
         raise _fail(p, "its header declares a sample rate of 0 Hz", _CONVERT_HINT)
     if info.frames <= 0 and info.backend == "soundfile":
-        raise _fail(p, "it contains no audio samples (zero-length)", "Re-export it with some audio in it.")
+        raise _fail(p, "it contains no audio samples (zero-length)" + info.length_note(),
+                    "Re-export it with some audio in it.")
     return info
 
 
@@ -168,14 +208,23 @@ def _probe_soundfile(p: Path) -> AudioInfo | None:
 
     try:
         with sf.SoundFile(str(p)) as f:
-            if f.samplerate <= 0 or f.frames <= 0:
-                return AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames), 0.0,
-                                 f.format, f.subtype, "soundfile")
-            f.read(min(f.frames, 4096), dtype="float32")
-            return AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames),
-                             f.frames / f.samplerate, f.format, f.subtype, "soundfile")
+            rate, channels, frames, fmt, subtype = int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype
+            first = f.read(min(frames, 4096), dtype="float32") if rate > 0 and frames > 0 else None
     except Exception:  # libsndfile refuses: let PyAV try (and explain)
         return None
+    if first is None:
+        return AudioInfo(str(p), rate, channels, frames, 0.0, fmt, subtype, "soundfile")
+    _check_finite(p, first, 0, rate)
+    return AudioInfo(str(p), rate, channels, frames, frames / rate, fmt, subtype, "soundfile")
+
+
+def _check_finite(p: Path, block: np.ndarray, offset: int, rate: int) -> None:
+    """Refuse NaN/infinite samples (a float file gone bad): they would poison every step after."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        first = offset + int(np.argmax(bad.reshape(block.shape[0], -1).any(axis=1)))
+        raise _fail(p, f"it holds non-finite samples (NaN or infinity), the first at {first / max(1, rate):.3f} s",
+                    "The file is corrupt (a float WAV with invalid values): re-export it from the source.")
 
 
 def _probe_av(p: Path, head: bytes) -> AudioInfo:
@@ -299,7 +348,10 @@ def _iter_decoded(p: Path, info: AudioInfo, sr: int | None, block_seconds: float
     block_frames = max(1024, int(block_seconds * src_rate))
     blocks = (_to_float_blocks_soundfile if info.backend == "soundfile" else _to_float_blocks_av)(p, block_frames)
     stream = None
+    decoded = 0
     for block in blocks:
+        _check_finite(p, block, decoded, src_rate)
+        decoded += block.shape[0]
         if mono:
             block = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if sr and sr != src_rate:
@@ -326,6 +378,15 @@ def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = True
     if not parts:
         raise _fail(Path(path), "it contains no audio samples (zero-length)")
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), rate
+
+
+def check_audio_file(path: str | os.PathLike, minimum: float, stage: str) -> AudioInfo:
+    """Decode all of ``path`` once (bounded memory) and refuse it when unusable or too short for ``stage``."""
+    info = probe_audio(path)
+    require_duration(info, minimum, stage)
+    for _ in _iter_decoded(Path(path), info, None, 30.0, True):
+        pass
+    return info
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -382,7 +443,7 @@ def write_audio(
     data = np.asarray(x, dtype=np.float32)
     if data.ndim not in (1, 2):
         raise InvalidInputError(f"Audio must be 1-D or (samples, channels); got shape {data.shape}.")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, need_bytes=_size_estimate(data, name, subtype)) as tmp:
         if name in _SF_WRITERS:
             import soundfile as sf
 
@@ -391,6 +452,12 @@ def write_audio(
         else:
             _write_av(tmp, data, sr, *_AV_WRITERS[name])
     return target
+
+
+def _size_estimate(data: np.ndarray, fmt: str, subtype: str | None) -> int:
+    """About how many bytes ``data`` takes as ``fmt`` (for the free-space check before writing)."""
+    per_sample = {"wav": 4 if subtype in ("FLOAT", "PCM_32") else 2, "flac": 2}.get(fmt, 0.25)
+    return int(data.size * per_sample) + 4096
 
 
 def _write_av(tmp: Path, data: np.ndarray, sr: int, container_fmt: str, codec: str,

@@ -127,6 +127,22 @@ def get_operation(name: str) -> Operation:
     return ops[name]
 
 
+def request_params(ws: Workspace, name: str, values: dict | Any) -> Any:
+    """The params of a request from the page or the HTTP API: validated, every declared path confined.
+
+    The studio submits jobs and runs quick operations with these (the command line does not:
+    it is the local user's own shell).
+    """
+    import dataclasses
+
+    from engines.core.params import build
+    from engines.core.paths import confine_params
+
+    op = get_operation(name)
+    obj = values if dataclasses.is_dataclass(values) else build(op.params, dict(values or {}))
+    return confine_params(ws, obj)
+
+
 def run_inline(name: str, params: dict | Any, ws: Workspace, hooks: Hooks | None = None) -> dict:
     """Run an operation in the caller (CLI foreground, quick API queries) and return its result."""
     import dataclasses

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from engines.core.atomic import user_facing
 from engines.core.errors import Cancelled, VoiceLabError
 
 PROGRESS_EVERY = 0.2  # seconds between progress writes (the final one is always written)
@@ -195,7 +196,13 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             hooks = Hooks(rep.progress, rep.log, rep.cancel_event, submit)
             params = build(op.params, rec.params)
             hooks.check_cancel()
-            result = op.fn(params, hooks, ws) or {}
+            try:
+                result = op.fn(params, hooks, ws) or {}
+            except Exception as exc:  # a full disk, wherever it struck, is the user's to fix: say so
+                friendly = user_facing(exc, ws.root)
+                if friendly is exc:
+                    raise
+                raise friendly from exc
             rep.log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
             state = "done"
             store.finish(job_id, "done", progress=1.0, message=str(result.get("summary", "Done"))[:500], result=result)

@@ -23,6 +23,7 @@ the nearest-centre search; no scikit-learn).
 from __future__ import annotations
 
 import math
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +306,61 @@ def build_index(
 
 # ---------------------------------------------------------------------------
 # use at conversion time
+
+
+@dataclass(frozen=True)
+class IndexHeader:
+    """What a faiss index file says about itself, read without faiss (imports check files they do not trust)."""
+
+    kind: str  # faiss's four-character type code, e.g. "IwFl" = IVF with flat lists (upstream RVC's)
+    dim: int
+    ntotal: int
+    nlist: int | None  # inverted lists (IVF kinds)
+
+    @property
+    def version(self) -> str | None:
+        """The RVC version whose features the index holds (256-d: v1, 768-d: v2), or None."""
+        return VERSION_OF_DIM.get(self.dim)
+
+
+_FAISS_HEADER = struct.Struct("<4siqqq?i")  # fourcc, d, ntotal, two dummies (1 << 20), is_trained, metric
+_FAISS_DUMMY = 1 << 20
+_FLAT_STORAGE = ("IwFl", "IvFl", "IxF2", "IxFI")  # kinds that store every vector as d float32
+
+
+def read_index_header(path: str | Path) -> IndexHeader:
+    """Dimension, vector count and list count of a faiss index file, from its header only.
+
+    Refuses (InvalidModelError) anything that is not a faiss index, and a flat-storage index whose
+    file is too short for the vectors it claims; nothing beyond the header is parsed.
+    """
+    p = Path(path)
+    not_index = InvalidModelError(f"{p.name} is not a faiss index.",
+                                  "Use the added_IVF..._Flat_nprobe_1_....index file made with the voice.")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(_FAISS_HEADER.size + 20)
+    except OSError as exc:
+        raise InvalidModelError(f"Cannot read {p.name} ({exc}).", "Check the file.") from exc
+    if len(head) < _FAISS_HEADER.size:
+        raise not_index
+    fourcc, dim, ntotal, dummy1, dummy2, _, metric = _FAISS_HEADER.unpack_from(head)
+    try:
+        kind = fourcc.decode("ascii")
+    except UnicodeDecodeError:
+        raise not_index from None
+    if not kind.isalnum() or dummy1 != _FAISS_DUMMY or dummy2 != _FAISS_DUMMY or not 0 < dim <= 65536 or ntotal < 0:
+        raise not_index
+    nlist = None
+    if kind.startswith(("Iw", "Iv")):
+        offset = _FAISS_HEADER.size + (4 if metric > 1 else 0)
+        if len(head) >= offset + 8:
+            nlist = struct.unpack_from("<Q", head, offset)[0]
+    if kind in _FLAT_STORAGE and size < _FAISS_HEADER.size + ntotal * dim * 4:
+        raise InvalidModelError(f"{p.name} is truncated: it claims {ntotal} vectors of {dim} values "
+                                f"but holds {size} bytes.", "Download or copy the index again.")
+    return IndexHeader(kind, int(dim), int(ntotal), None if nlist is None else int(nlist))
 
 
 @dataclass

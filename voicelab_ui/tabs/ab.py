@@ -21,11 +21,12 @@ from engines.core.params import build as build_params
 from engines.core.paths import confine
 from engines.dataset.stats import list_clips, list_datasets
 from engines.rvc.infer.convert import ConvertParams
-from engines.rvc.ops.catalog import list_experiments, list_models, resolve_model
+from engines.rvc.ops.catalog import list_experiments, list_models
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.rvc_forms import (
     confined_index,
+    confined_model,
     f0_method_choices,
     form_overrides,
     index_choices,
@@ -297,7 +298,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             params = changed_params(params_a(f0, values))
             cands = []
             for m in ms:
-                mp = resolve_model(ws, m)
+                mp = confined_model(ws, m)
                 cands.append(ab.Candidate(model=str(mp), params=params, index=confined_index(ws, idx, mp),
                                           label=mp.stem))
             session = ab.create_session(ws, path, cands, name="models", blind=bool(bl))
@@ -309,7 +310,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         path = source_path(src)
         va, vb = values[: len(a_names)], values[len(a_names):]
         try:
-            mp = resolve_model(ws, m or "")
+            mp = confined_model(ws, m)
             pa = changed_params(params_a(f0a, va))
             vb_dict = values_to_params(ConvertParams, b_names, vb)
             vb_dict["f0_method"] = f0b

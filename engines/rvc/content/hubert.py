@@ -39,6 +39,7 @@ import numpy as np
 
 from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.imports import import_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -370,7 +371,7 @@ def _load_fairseq_checkpoint(path: Path) -> tuple[Any, Any, EncoderInfo]:
 
 
 def _hubert_config_from_fairseq(cfg: Mapping[str, Any]) -> Any:
-    from transformers import HubertConfig
+    HubertConfig, = import_names("transformers", "HubertConfig")  # lazy import, not thread-safe
 
     if str(cfg.get("layer_type", "transformer")) != "transformer":
         raise InvalidModelError(
@@ -510,7 +511,7 @@ def _build_and_load(config: Any, state: Mapping[str, "torch.Tensor"], path: Path
     parameters, so a second full copy of the weights is never allocated.
     """
     import torch
-    from transformers import HubertModel
+    HubertModel, = import_names("transformers", "HubertModel")  # lazy import, not thread-safe
 
     with torch.device("meta"):
         model = HubertModel(config)
@@ -594,7 +595,7 @@ _FINAL_PROJ_FILES = ("final_proj.safetensors", "final_proj.pt", "final_proj.bin"
 
 
 def _load_transformers_dir(path: Path) -> tuple[Any, Any, EncoderInfo]:
-    from transformers import HubertConfig
+    HubertConfig, = import_names("transformers", "HubertConfig")  # lazy import, not thread-safe
 
     cfg_file = path / "config.json"
     if not cfg_file.is_file():

@@ -24,6 +24,8 @@ from engines.core.params import param, to_dict, validate
 from engines.rvc.pitch.f0 import F0_METHODS
 
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
+# The pipeline's zero-phase high-pass needs more than 18 samples at 16 kHz; one HuBERT frame is 20 ms.
+MIN_CONVERT_SECONDS = 0.02
 
 
 @dataclass
@@ -329,7 +331,8 @@ def convert_files(
     parameters, model/index and timings. ``options`` (a pipeline VCOptions)
     overrides the derived pipeline options (tests, benchmarks).
     """
-    from engines.core.atomic import write_json
+    from engines.core.atomic import require_space, write_json
+    from engines.core.audio import probe_audio, require_duration
     from engines.rvc.infer.pipeline import convert_file
     from engines.rvc.models import noise
 
@@ -355,6 +358,9 @@ def convert_files(
         start = time.perf_counter()
         target = out / output_name(src, Path(model_path), params)
         try:
+            info = probe_audio(src)
+            require_duration(info, MIN_CONVERT_SECONDS, "conversion")
+            require_space(out, int(info.duration * 48000 * 2))  # at most 48 kHz 16-bit mono out
             ctx = noise.seeded_noise(params.seed) if params.seed >= 0 else _nullcontext()
             with ctx:
                 res = convert_file(models, src, target, params.output_format, opts, sub)
