@@ -28,6 +28,7 @@ LAYERS = (
     ("engines.rvc", 2),
     ("engines.cosyvoice", 2),
     ("engines.ab", 3),
+    ("engines.chain", 3),
     ("engines.cli", 4),
     ("voicelab_ui", 4),
     ("app", 5),

@@ -280,3 +280,43 @@ def test_the_cosyvoice_extra_is_what_upstream_imports(upstream):
     unused = sorted(d for d in dists if not provides.get(d, set()) & imported)
     assert unused == [], f"in the cosyvoice extra but not imported by upstream: {unused}"
     assert "whisper" in imported and "torchaudio" in imported and "triton" not in imported
+
+
+def test_tts_then_rvc_job_on_upstream_cosyvoice(upstream, tmp_path):
+    """One listening job: upstream's zero-shot CosyVoice2 speech, converted by a tiny RVC voice (40 kHz)."""
+    import soundfile as sf
+    from tiny_cosyvoice_models import build_model_dir
+    from tiny_hubert import make_tiny_hubert
+    from tiny_rvc import make_tiny_voice
+
+    from engines.chain.tts_rvc import list_outputs
+    from engines.core.jobs import JobRunner
+    from engines.cosyvoice.worker import stop_worker
+
+    checkout, _ = upstream
+    base = build_model_dir(checkout, "v2", tmp_path / "assets" / "cosyvoice" / "CosyVoice2-0.5B")
+    ws = _workspace(tmp_path, checkout)
+    make_tiny_voice(ws.weights / "tiny.pth", "v1", "40k", f0=True)  # v1: the tiny HuBERT gives final_proj features
+    hubert = make_tiny_hubert(tmp_path / "hubert", hidden=32, layers=1, conv_dim=8, heads=2, ffn=32, final_dim=256)
+    runner = JobRunner(ws)
+    text = "Hello there."
+    try:
+        rec = _run(runner, "chain.tts_rvc", {
+            "model_dir": str(base), "mode": "zero_shot", "text": text, "prompt_text": PROMPT_TEXT,
+            "prompt_wav": str(ws.dataset_dir("alice") / "clips" / "c1.wav"), "voice": "tiny", "index": "",
+            "hubert": str(hubert), "f0_method": "pm", "transpose": 2, "seed": 3})
+        res = rec.result
+        out, speech = Path(res["audio"]), Path(res["speech"])
+        assert out.parent == ws.outputs / "tts_rvc" and out.suffix == ".wav"
+        seconds, _ = check_wav(speech, *length_range(len(text)))  # upstream's take, kept beside the conversion
+        audio, sr = sf.read(str(out))
+        assert sr == 40000 and abs(len(audio) / sr - seconds) < 0.05
+        assert float(abs(audio).max()) > 0.5  # normalised, not silent
+        side = json.loads(out.with_name(out.name + ".json").read_text())
+        assert side["cosyvoice"]["mode"] == "zero_shot" and side["rvc"]["params"]["transpose"] == 2
+        assert set(list_outputs(ws)) == {out, speech}  # what the A/B tab offers as sources
+        log = runner.read_log(rec.id)
+        assert "1/2 CosyVoice" in log and "2/2 RVC: tiny.pth (no index)" in log
+        assert not list(out.parent.glob(".*"))  # no staging left behind
+    finally:
+        stop_worker()
