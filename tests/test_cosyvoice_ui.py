@@ -281,11 +281,13 @@ def test_tab_builds_translated_and_shows_status(tmp_path):
         assert en.strip() and zh.strip()
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     for elem in ("vl-cv-status", "vl-cv-sync", "vl-cv-transcribe", "vl-cv-table", "vl-cv-prepare", "vl-cv-train",
-                 "vl-cv-plot-loss", "vl-cv-assemble", "vl-cv-synth", "vl-cv-grid", "vl-cv-send-ab"):
+                 "vl-cv-plot-loss", "vl-cv-assemble", "vl-cv-synth", "vl-cv-grid", "vl-cv-send-ab",
+                 "vl-cv-synth-rvc", "vl-cv-rvc-voice", "vl-ab-tts"):
         assert elem in ids
     api_names = {d.api_name for d in demo.fns.values()}
     for name in ("cosyvoice_doctor", "cosyvoice_transcribe", "cosyvoice_prepare", "cosyvoice_train",
-                 "cosyvoice_assemble", "cosyvoice_synth", "cosyvoice_grid", "cosyvoice_transcripts"):
+                 "cosyvoice_assemble", "cosyvoice_synth", "cosyvoice_grid", "cosyvoice_transcripts",
+                 "cosyvoice_synth_rvc"):
         assert name in api_names
 
     md = doctor_markdown(ws, str(ws.root / "no_model"))
@@ -339,3 +341,38 @@ def test_cosyvoice_tab_in_browser_status_edit_and_job_result(tmp_path):
         rows = client.predict("alice", api_name="/cosyvoice_transcripts")
         assert [r["text"] for r in rows][1:] == ["Glue the sheet to the blue background.", "Rice is served in bowls."]
     assert load_transcripts(ds)["c2"]["text"] == "Glue the sheet to the blue background."
+
+
+def test_then_convert_with_rvc_submits_one_tts_rvc_job(tmp_path):
+    """The tab's "then convert with…" button queues chain.tts_rvc with the synthesis and conversion settings."""
+    from voicelab_ui.app import build_app
+    from voicelab_ui.context import UIContext
+
+    ws = Workspace(root=tmp_path / "ws", settings=Settings(cosyvoice_repo=str(tmp_path / "no_checkout")))
+    ws.ensure()
+    model_dir = ws.cosyvoice / "models" / "alice_sft"
+    model_dir.mkdir(parents=True)
+    (ws.weights / "myvoice.pth").write_bytes(b"not read by the form")
+    runner = JobRunner(ws)
+    demo = build_app(UIContext(ws=ws, runner=runner))
+    fn = next(d for d in demo.fns.values() if d.api_name == "cosyvoice_synth_rvc")
+    chosen = {"vl-cv-model": str(model_dir), "vl-cv-speaker": "alice", "vl-cv-text": "Hello there.",
+              "vl-cv-rvc-voice": "myvoice.pth", "vl-cv-rvc-index": "none", "vl-cv-rvc-f0": "pm"}
+    values = [chosen.get(getattr(b, "elem_id", None), getattr(b, "value", None)) for b in fn.inputs]
+    import dataclasses
+
+    from engines.rvc.infer.convert import ConvertParams
+
+    conv = [f.name for f in dataclasses.fields(ConvertParams) if f.name not in ("f0_method", "seed")]
+    values[len(values) - len(conv) + conv.index("transpose")] = 5  # the Convert tab's form comes last
+    job_id = fn.fn(*values)
+    rec = runner.get(job_id)
+    assert rec.op == "chain.tts_rvc" and rec.kind == "listening"
+    p = rec.params
+    assert (p["model_dir"], p["speaker"], p["text"], p["mode"]) == (str(model_dir), "alice", "Hello there.", "sft")
+    assert (p["voice"], p["index"], p["f0_method"], p["transpose"], p["tts_seed"]) == ("myvoice.pth", "none", "pm", 5, 0)
+    # a model dir outside the configured model roots is refused before anything is queued
+    values[[getattr(b, "elem_id", None) for b in fn.inputs].index("vl-cv-model")] = str(tmp_path)
+    with pytest.raises(Exception, match="model dir"):
+        fn.fn(*values)
+    runner.close()

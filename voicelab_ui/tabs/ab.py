@@ -57,6 +57,7 @@ add({
     "abl.index": ("Index", "索引"),
     "abl.blind": ("Blind test (hide which is which until I vote)", "盲听（投票前隐藏身份）"),
     "abl.refresh": ("Refresh lists", "刷新列表"),
+    "abl.tts": ("… or a CosyVoice → RVC output (or its CosyVoice take)", "……或一个 CosyVoice → RVC 的输出（或其 CosyVoice 原始合成）"),
     "abl.pending": ("Load the CosyVoice comparison", "载入 CosyVoice 对比"),
     "abl.listen": ("Listen and vote", "试听并投票"),
     "abl.a_better": ("A better", "A 更好"),
@@ -128,6 +129,13 @@ def param_set_labels(stem: str, pa: dict[str, Any], pb: dict[str, Any]) -> tuple
     return label(pa), label(pb)
 
 
+def tts_choices(ws: Any) -> list[tuple[str, str]]:
+    """The TTS -> RVC outputs (newest first) as source choices."""
+    from engines.chain.tts_rvc import list_outputs
+
+    return [(p.name, str(p)) for p in list_outputs(ws)]
+
+
 # -- the tab ----------------------------------------------------------------------------------
 
 def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
@@ -149,6 +157,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             with gr.Column(min_width=240):
                 ds = gr.Dropdown(choices=list_datasets(ws), value=None, label=t("abl.dataset"), elem_id="vl-ab-ds")
                 clip = gr.Dropdown(choices=[], value=None, label=t("abl.clip"), elem_id="vl-ab-clip")
+                tts = gr.Dropdown(choices=tts_choices(ws), value=None, label=t("abl.tts"), elem_id="vl-ab-tts")
 
     with gr.Row(equal_height=False):
         index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("abl.index"),
@@ -218,6 +227,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     ds.change(clips_of, [ds], [clip])
     clip.change(lambda p: p if p else gr.update(), [clip], [source])
+    tts.change(lambda p: p if p else gr.update(), [tts], [source])
 
     def ckpt_choices(e: str) -> Any:
         if not e:
@@ -247,10 +257,10 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                 gr.update(choices=models, value=[x for x in (ms or []) if x in models]),
                 gr.update(choices=models, value=m if m in models else None), gr.update(choices=index_choices(ws)),
                 gr.update(choices=tg, value=target if target in [v for _, v in tg] else (tg[0][1] if tg else None)),
-                *pending_view())
+                *pending_view(), gr.update(choices=tts_choices(ws)))
 
     refresh.click(refresh_lists, [exp, models_dd, one_model, rank_of],
-                  [ds, exp, models_dd, one_model, index, rank_of, pending_row, pending_md])
+                  [ds, exp, models_dd, one_model, index, rank_of, pending_row, pending_md, tts])
 
     # -- starting a comparison ---------------------------------------------------------------------
     a_names = list(wa)

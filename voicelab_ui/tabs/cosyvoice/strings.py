@@ -37,6 +37,17 @@ add({
     "cv.check_model": ("Model dir to check", "要检查的模型目录"),
     "cv.check_model_info": ("A CosyVoice model folder (base or assembled)", "CosyVoice 模型文件夹（基础模型或已组装模型）"),
     "cv.s1": ("1 · Transcripts", "1 · 转写文本"),
+    "cv.rvc": ("Then convert with an RVC voice", "然后用 RVC 音色转换"),
+    "cv.rvc_what": ("One job: the text is spoken with the model above (same mode, speaker, prompt and seed), then "
+                    "converted through the RVC voice with these settings. The CosyVoice take is kept beside the "
+                    "result; both can be A/B sources.",
+                    "一个任务：先用上面的模型朗读文本（模式、说话人、提示音频和种子相同），再用所选 RVC 音色按这些参数转换。"
+                    "CosyVoice 原始合成结果保存在转换结果旁；两者都可作为 A/B 的源音频。"),
+    "cv.rvc_voice": ("RVC voice", "RVC 音色"),
+    "cv.rvc_index": ("Index", "索引"),
+    "cv.rvc_run": ("Synthesize + convert", "合成并转换"),
+    "cv.rvc_out": ("Converted", "转换结果"),
+    "cv.rvc_speech": ("CosyVoice take (before conversion)", "CosyVoice 合成（转换前）"),
     "cv.dataset": ("Dataset", "数据集"),
     "cv.refresh": ("Refresh", "刷新"),
     "cv.asr_options": ("Speech recognition options", "语音识别选项"),

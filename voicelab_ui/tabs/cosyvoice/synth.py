@@ -12,8 +12,11 @@ from engines.core.errors import VoiceLabError
 from engines.core.paths import MODEL_DIR, READ, confine, confine_value
 from engines.cosyvoice.catalog import all_checkpoints, synth_model_dirs
 from engines.cosyvoice.synth import SynthParams
+from engines.rvc.infer.convert import ConvertParams
+from engines.rvc.ops.catalog import list_models
 from voicelab_ui.i18n import t
-from voicelab_ui.widgets import submit_job, user_error, values_to_params
+from voicelab_ui.rvc_forms import f0_method_choices, form_overrides, index_choices
+from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 from .parts import Parts, result_markdown
 from .strings import GRID_MAX, form
@@ -53,6 +56,8 @@ def build(ctx: Any, parts: Parts) -> None:
             out_audio = gr.Audio(type="filepath", interactive=False, label=t("cv.output"), elem_id="vl-cv-out")
             out_file = gr.File(label=t("cv.download"), interactive=False, elem_id="vl-cv-download")
         synth_msg = gr.Markdown(elem_id="vl-cv-synth-msg")
+        with gr.Accordion(t("cv.rvc"), open=False, elem_id="vl-cv-rvc-box"):
+            rvc = rvc_form(ws)
         with gr.Accordion(t("cv.grid"), open=False):
             with gr.Row():
                 grid_speeds = gr.Textbox(value="0.9, 1.0, 1.1", label=t("cv.grid_speeds"), info=t("cv.grid_speeds_info"))
@@ -144,6 +149,22 @@ def build(ctx: Any, parts: Parts) -> None:
 
     synth_btn.click(start_synth, [*synth_inputs, *syn_w.values()], ctx.job_id, api_name="cosyvoice_synth")
 
+    rvc_names = list(rvc["params"])
+
+    def start_synth_rvc(model_dir, speaker, wav, preset, instruct, checkpoint, voice, index, f0, *values) -> str:
+        syn_values, conv_values = values[:len(syn_names)], values[len(syn_names):]
+        params = synth_params(model_dir, speaker, wav, preset, instruct, checkpoint, syn_values)
+        if not voice:
+            raise gr.Error("Pick the RVC voice to convert with.")
+        params["tts_seed"] = params.pop("seed", 0)
+        params.update(values_to_params(ConvertParams, rvc_names, conv_values), f0_method=f0, voice=voice,
+                      index=index or "auto")
+        return submit_job(ctx, "chain.tts_rvc", params,
+                          title=f"Synthesize with {Path(model_dir).name}, convert with {Path(voice).stem}")
+
+    rvc["run"].click(start_synth_rvc, [*synth_inputs, rvc["voice"], rvc["index"], rvc["f0"], *syn_w.values(),
+                                       *rvc["params"].values()], ctx.job_id, api_name="cosyvoice_synth_rvc")
+
     def start_grid(model_dir, speaker, wav, preset, instruct, checkpoint, speeds, preset_names, ckpts, *values) -> str:
         params = synth_params(model_dir, speaker, wav, preset, "", checkpoint, values)
         params["speeds"] = [s.strip() for s in (speeds or "").split(",") if s.strip()]
@@ -187,6 +208,36 @@ def build(ctx: Any, parts: Parts) -> None:
                 out[player_i] = gr.update(value=None, visible=False)
         return out
 
+    def after_rvc(rec: Any, v: dict) -> dict:
+        res = rec.result or {}
+        return {synth_msg: result_markdown(rec), rvc["out"]: res.get("audio"), rvc["speech"]: res.get("speech"),
+                out_file: res.get("audio") or gr.update()}
+
+    parts.on_job("chain.tts_rvc", [synth_msg, rvc["out"], rvc["speech"], out_file], after_rvc)
     parts.on_job("cosyvoice.train", ck_outputs, lambda rec, v: dict(zip(ck_outputs, reload_models(v.get("model")))))
     parts.on_job("cosyvoice.assemble", ck_outputs, refresh_models)
     parts.on_job("cosyvoice.synth", [synth_msg, out_audio, out_file, *grid_players], after_synth)
+
+
+def rvc_form(ws: Any) -> dict[str, Any]:
+    """The "then convert with…" settings: voice, index, pitch method and the Convert tab's parameters."""
+    from engines.rvc.pitch.f0 import available_f0_methods
+
+    f0_opts, f0_default, _ = f0_method_choices(available_f0_methods, str(ws.settings.resolved_rmvpe()))
+    gr.Markdown(t("cv.rvc_what"))
+    voices = list_models(ws)
+    with gr.Row():
+        voice = gr.Dropdown(choices=voices, value=voices[0] if voices else None, allow_custom_value=True,
+                            label=t("cv.rvc_voice"), elem_id="vl-cv-rvc-voice", min_width=200)
+        index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True,
+                            label=t("cv.rvc_index"), elem_id="vl-cv-rvc-index", min_width=200)
+        f0 = gr.Dropdown(choices=f0_opts, value=f0_default, label=t("param.f0_method"), min_width=200,
+                         elem_id="vl-cv-rvc-f0")
+    with gr.Row():
+        params = param_widgets(ConvertParams, skip=("f0_method", "seed"),
+                               overrides=form_overrides(ConvertParams, min_width=200))
+    run = gr.Button(t("cv.rvc_run"), variant="primary", elem_id="vl-cv-synth-rvc")
+    with gr.Row():
+        out = gr.Audio(type="filepath", interactive=False, label=t("cv.rvc_out"), elem_id="vl-cv-rvc-out")
+        speech = gr.Audio(type="filepath", interactive=False, label=t("cv.rvc_speech"), elem_id="vl-cv-rvc-speech")
+    return {"voice": voice, "index": index, "f0": f0, "params": params, "run": run, "out": out, "speech": speech}
