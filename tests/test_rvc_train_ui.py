@@ -204,7 +204,11 @@ def test_curves_and_checkpoint_rows_from_an_experiment(ws):
     (ws.weights / "curves_extra_e1_s2.pth").write_bytes(b"0")  # another experiment's model
 
     loss, lr = rvc_train.loss_frames(ws, "curves")
-    assert set(loss["series"]) == {"G total", "mel", "kl", "fm", "D"} and len(loss) == 10
+    names = {"G total", "mel", "kl", "fm", "D"}
+    assert set(loss["series"]) == names | {n + " (raw)" for n in names} and len(loss) == 20
+    g = loss[loss["series"] == "G total"]["loss"].tolist()
+    assert g[0] == pytest.approx(29.0) and 28.0 < g[1] < 29.0  # smoothed (debiased EMA); the raw values stay beside it
+    assert loss[loss["series"] == "G total (raw)"]["loss"].tolist() == [29.0, 28.0]
     assert list(lr["step"]) == [1, 2]
     rows = rvc_train.saved_rows(ws, "curves")
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
@@ -243,3 +247,36 @@ def test_browser_tab_shows_assets_and_a_started_job_reports_missing_hubert(tmp_p
         client = Client(url, verbose=False)
         assert client.predict("browser_exp", api_name="/rvc_train_checkpoints") == []
         assert client.predict("browser_exp", api_name="/rvc_train_metrics") == []
+
+
+def test_machine_view_and_tensorboard_link(ws):
+    from voicelab_ui.tabs.rvc_train.machine import machine_frame, tensorboard_link
+
+    from engines.core import tboard
+
+    root = ws.experiment_dir("mach")
+    root.mkdir(parents=True)
+    lines = [{"kind": "step", "epoch": 1, "step": 1, "loss_mel": 20.0},
+             {"kind": "system", "time": 1000.0, "host": "box", "cpu_percent": 50.0, "ram_used_mb": 4096,
+              "ram_percent": 25.0, "proc_rss_mb": 1024, "node": 0},
+             {"kind": "system", "time": 1060.0, "host": "box", "cpu_percent": 70.0, "ram_used_mb": 4096,
+              "ram_percent": 25.0, "proc_rss_mb": 1024, "node": 0,
+              "gpus": [{"index": 0, "util_percent": 90.0, "mem_used_mb": 8192, "mem_total_mb": 16384,
+                        "temp_c": 66.0, "power_w": 210.0}]}]
+    (root / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    frame, text = machine_frame(ws, "mach")
+    assert set(frame["series"]) == {"CPU", "RAM", "GPU0 load", "GPU0 memory"}
+    assert frame[frame["series"] == "GPU0 memory"]["percent"].tolist() == [50.0]
+    assert frame["minutes"].max() == 1.0
+    assert "CPU 70%" in text and "GPU0 90% 8.0/16 GB 66 °C 210 W" in text
+    assert "No machine samples" in machine_frame(ws, "")[1]
+    try:
+        link = tensorboard_link(ws, "mach", "studio.local:7860")
+        port = tboard.running()[0].port
+        assert f"(http://studio.local:{port}/)" in link  # the host the browser used, TensorBoard's port
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        tboard.stop_all()

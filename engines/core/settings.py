@@ -59,6 +59,11 @@ class Settings:
     upload_cache_mb: int = 4096
     ab_cache_days: int = 30
     ab_cache_mb: int = 4096
+    # Training: CPU/RAM/GPU samples into metrics.jsonl every this many seconds (0 = off).
+    system_sample_seconds: int = 5
+    # MLflow (used when the mlflow package is installed): "" = <workspace>/mlruns, or a tracking URI.
+    mlflow: bool = True
+    mlflow_uri: str = ""
 
     # name -> environment variable
     ENV = {
@@ -86,6 +91,9 @@ class Settings:
         "upload_cache_mb": "VOICELAB_UPLOAD_CACHE_MB",
         "ab_cache_days": "VOICELAB_AB_CACHE_DAYS",
         "ab_cache_mb": "VOICELAB_AB_CACHE_MB",
+        "system_sample_seconds": "VOICELAB_SYSTEM_SAMPLE_SECONDS",
+        "mlflow": "VOICELAB_MLFLOW",
+        "mlflow_uri": "VOICELAB_MLFLOW_URI",
     }
 
     def resolved_hubert(self) -> Path:

@@ -159,6 +159,7 @@ def train_model(ws: Any, params: TrainParams, hooks: Hooks | None = None, on_sav
     from engines.core.atomic import write_json
     from engines.rvc.models.configs import train_config
     from engines.rvc.train.loop import HooksChannel, TrainJob, train_process
+    from engines.rvc.train.tracking import TrainingTracker
 
     hooks = ensure_hooks(hooks)
     check_nodes(params)
@@ -178,10 +179,14 @@ def train_model(ws: Any, params: TrainParams, hooks: Hooks | None = None, on_sav
     job = TrainJob(str(paths.root), str(ws.weights), params.exp_name, dataclasses.asdict(params), config,
                    model_config_for(params), training_devices(params, ws.settings.device), params.nnodes,
                    params.node_rank)
-    if job.world == 1:
-        summary = train_process(0, 0, job, HooksChannel(hooks, on_save))
-    else:
-        summary = run_torchrun(job, params, hooks, on_save)
+    with TrainingTracker(ws, paths, params.exp_name, dataclasses.asdict(params), params.node_rank,
+                         hooks.log) as tracker:
+        if job.world == 1:
+            summary = train_process(0, 0, job, HooksChannel(hooks, on_save))
+        else:
+            summary = run_torchrun(job, params, hooks, on_save)
+        tracker.artifacts = [Path(s) for s in summary["small_models"]] + (
+            [Path(summary["weights"])] if summary.get("weights") else [])
     return TrainResult(
         exp_dir=paths.root,
         weights=Path(summary["weights"]) if summary.get("weights") else None,

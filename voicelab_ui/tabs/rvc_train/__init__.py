@@ -45,6 +45,7 @@ from voicelab_ui.tabs.rvc_train.helpers import (
     training_job_running,
     view_stamp,
 )
+from voicelab_ui.tabs.rvc_train.machine import build_machine, loss_colors, machine_frame, wire_tensorboard
 from voicelab_ui.tabs.rvc_train.previews import build_previews, wire_previews
 from voicelab_ui.tabs.rvc_train.strings import OWN_HELP
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
@@ -105,8 +106,13 @@ def build(ctx: UIContext) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=320):
                 loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=t("rvc.tr.loss"),
-                                        elem_id="vl-rvc-plot-loss")
+                                        color_map=loss_colors(), elem_id="vl-rvc-plot-loss")
                 lr_plot = gr.LinePlot(x="step", y="lr", label=t("rvc.tr.lr"), elem_id="vl-rvc-plot-lr")
+                machine_plot, machine_md = build_machine()
+                with gr.Row():
+                    tb_btn = gr.Button(t("rvc.tr.tensorboard"), size="sm", scale=0, min_width=180,
+                                       elem_id="vl-rvc-tensorboard")
+                    tb_md = gr.Markdown(t("rvc.tr.tensorboard_info"), elem_id="vl-rvc-tensorboard-link")
             with gr.Column(scale=2, min_width=280, elem_id="vl-rvc-previews"):
                 gr.Markdown(t("rvc.tr.previews"))
                 previews = build_previews()
@@ -159,15 +165,17 @@ def build(ctx: UIContext) -> None:
         new_stamp = view_stamp(ws, name)
         timer_update = gr.Timer(active=running)
         if new_stamp == old_stamp:
-            return [*[gr.update()] * 3, old_stamp, timer_update, *[gr.update()] * len(previews.outputs)]
+            return [*[gr.update()] * 3, old_stamp, timer_update, *[gr.update()] * len(previews.outputs),
+                    gr.update(), gr.update()]
         loss_df, lr_df = loss_frames(ws, name)
         return [loss_df, lr_df, saved_rows(ws, name), new_stamp, timer_update,
-                *previews.values(ws, name, save, latest)]
+                *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
 
-    view_outputs = [loss_plot, lr_plot, saved, stamp, timer, *previews.outputs]
+    view_outputs = [loss_plot, lr_plot, saved, stamp, timer, *previews.outputs, machine_plot, machine_md]
     view_inputs = [exp, stamp, previews.save, previews.latest]
     timer.tick(views, view_inputs, view_outputs, show_progress="hidden", queue=False)
     wire_previews(ctx, previews, exp)
+    wire_tensorboard(ws, exp, tb_btn, tb_md)
 
     exp_fill = [dataset, *(widgets[n] for n in EXPERIMENT_FIELDS if n != "dataset")]
 

@@ -109,22 +109,17 @@ def assets_markdown(rows: list[dict[str, Any]], reasons: dict[str, str]) -> str:
 
 
 def loss_frames(ws: Any, exp: str) -> tuple[Any, Any]:
-    """(losses, learning rate) frames from the experiment's step records, thinned to MAX_PLOT_POINTS."""
+    """(losses: smoothed with the raw values behind, learning rate) frames from the experiment's step records."""
     import pandas as pd
 
+    from voicelab_ui.tabs.rvc_train.machine import smoothed_loss_rows
+
     records = read_metrics(ws, exp, "step") if exp else []
+    loss = smoothed_loss_rows(records, LOSS_SERIES)
     stride = max(1, -(-len(records) // MAX_PLOT_POINTS))
     if stride > 1:
         records = records[::stride] + ([records[-1]] if (len(records) - 1) % stride else [])
-    loss, lr = [], []
-    for r in records:
-        step = int(r.get("step", 0))
-        for key, series in LOSS_SERIES:
-            value = r.get(key)
-            if isinstance(value, (int, float)) and value == value and abs(value) != float("inf"):
-                loss.append({"step": step, "loss": float(value), "series": series})
-        if isinstance(r.get("lr"), (int, float)):
-            lr.append({"step": step, "lr": float(r["lr"])})
+    lr = [{"step": int(r.get("step", 0)), "lr": float(r["lr"])} for r in records if isinstance(r.get("lr"), (int, float))]
     return (pd.DataFrame(loss, columns=["step", "loss", "series"]), pd.DataFrame(lr, columns=["step", "lr"]))
 
 
