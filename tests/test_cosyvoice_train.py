@@ -459,6 +459,8 @@ def test_train_cancel_and_resume(tmp_path: Path) -> None:
     flow_train = [r for r in rows if r["model"] == "flow" and r["split"] == "train"]
     assert flow_train and all(r["acc"] is None for r in flow_train)
     assert progress == sorted(progress) and 0.5 < progress[-1] < 1.0
+    samples = read_metrics(exp / "metrics.jsonl", system=True)  # the machine while upstream trained (>= 1 each)
+    assert {r["model"] for r in samples} == {"llm", "flow"} and all(r["ram_used_mb"] > 0 for r in samples)
 
     # second run: llm is complete and skipped; flow resumes from its newest complete checkpoint
     res = train_cosyvoice(ws, _params(base, data_list, models="llm+flow", max_epoch=3), Hooks(log=logs.append))

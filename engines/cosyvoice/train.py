@@ -369,7 +369,8 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
             started = time.time()
             try:
                 hooks.log("$ " + " ".join(cmd))
-                hooks.run(cmd, cwd=str(exp), env=single_process_env(env) if nproc == 1 else env, on_line=on_line)
+                with system_samples(ws, metrics_path, model):  # the machine view beside the losses
+                    hooks.run(cmd, cwd=str(exp), env=single_process_env(env) if nproc == 1 else env, on_line=on_line)
             except (Cancelled, VoiceLabError, KeyboardInterrupt):
                 for p in remove_incomplete_checkpoints(out_dir, started):
                     hooks.log(f"removed unfinished checkpoint file {p.name}")
@@ -388,15 +389,29 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
     return result
 
 
-def read_metrics(metrics_path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows of a metrics.jsonl (for plots); unreadable lines are skipped."""
+def system_samples(ws: Any, metrics_path: Path, model: str) -> Any:
+    """CPU/RAM/GPU samples of this machine (upstream's processes included) into metrics.jsonl as kind "system"."""
+    import contextlib
+
+    from engines.core.sysmon import SystemSampler, jsonl_sink
+
+    interval = float(ws.settings.system_sample_seconds or 0)
+    if interval <= 0:
+        return contextlib.nullcontext()
+    return SystemSampler([jsonl_sink(metrics_path)], interval, extra={"model": model})
+
+
+def read_metrics(metrics_path: str | os.PathLike, system: bool = False) -> list[dict[str, Any]]:
+    """The loss rows of a metrics.jsonl (for plots), or with ``system`` only the machine samples."""
     rows = []
     p = Path(metrics_path)
     if not p.is_file():
         return rows
     for line in p.read_text(encoding="utf-8").splitlines():
         try:
-            rows.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if (rec.get("kind") == "system") == system:
+            rows.append(rec)
     return rows

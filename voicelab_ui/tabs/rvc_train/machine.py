@@ -141,12 +141,17 @@ def studio_bind_host(ws: Any) -> str:
 def tensorboard_link(ws: Any, exp: str, request_host: str = "") -> str:
     """Start (or reuse) TensorBoard on the experiment; a Markdown link for the browser that asked."""
     from engines.core.tboard import ensure_tensorboard
+    from engines.rvc.ops.catalog import experiment_exists
 
-    exp = (exp or "").strip()
+    exp = (exp or "").strip() if isinstance(exp, str) else ""
     if not exp:
         raise InvalidInputError("Pick an experiment first.")
+    if not experiment_exists(ws, exp):
+        raise InvalidInputError(f"There is no experiment '{exp}'.", "Pick one from the list (or start a training).")
     server = ensure_tensorboard(ws.experiment_dir(exp) / "tensorboard", studio_bind_host(ws))
     host = request_host.rsplit(":", 1)[0] if request_host and not request_host.startswith("[") else ""
+    if not all(c.isalnum() or c in ".-" for c in host):  # a Host header is the browser's to set: only a host name
+        host = ""
     url = f"http://{host}:{server.port}/" if host else server.url
     return f"[{text('rvc.tr.tensorboard')} ↗]({url}) — `{url}`"
 
