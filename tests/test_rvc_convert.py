@@ -536,3 +536,36 @@ def test_streamed_path_with_real_tiny_models(ws, tmp_path):
     assert sr == 48000 and len(audio) == 24 * 48000
     assert 0.98 < np.abs(audio).max() < 0.995 and np.isfinite(audio).all()
     assert not [p for p in ws.outputs.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_names_every_missing_weight_before_loading_and_takes_rmvpe(ws, tmp_path, capsys, monkeypatch):
+    from engines.cli import main
+    from engines.rvc.infer import convert
+
+    make_fast_voice(ws.weights / "tiny.pth", "v1", "40k", f0=True)
+    src = tmp_path / "voice.wav"
+    sf.write(src, _tone(1.0), 16000)
+    base = ["--workspace", str(ws.root), "rvc", "convert", str(src), "--model", "tiny", "--f0-method", "rmvpe"]
+    loaded = []
+    real_get_encoder = convert.get_encoder
+    monkeypatch.setattr(convert, "get_encoder", lambda *a: loaded.append(a) or real_get_encoder(*a))
+    assert main([*base, "--hubert", str(tmp_path / "no" / "hubert_base.pt"), "--rmvpe", str(tmp_path / "no.pt")]) == 1
+    err = capsys.readouterr().err
+    for word in ("hubert_base.pt", "--hubert", "VOICELAB_HUBERT", "rmvpe.pt", "--rmvpe", "VOICELAB_RMVPE",
+                 "voicelab assets download hubert_base", "voicelab assets download rmvpe"):
+        assert word in err, (word, err)
+    assert loaded == []  # nothing was loaded before the error
+    # --rmvpe PATH is used as given
+    hubert = make_fast_hubert(tmp_path / "hubert")
+    rmvpe = Path(__file__).parent / "golden" / "rvc" / "rmvpe" / "rmvpe_tiny.pt"
+    assert main([*base, "--hubert", str(hubert), "--rmvpe", str(rmvpe), "--quiet", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["files"][0]["ok"] and rep["params"]["f0_method"] == "rmvpe"
+    # a file that is not the official rmvpe.pt is used with a warning, the very one `assets check` gives
+    assert len(rep["warnings"]) == 1 and "not the official rmvpe file" in rep["warnings"][0]
+    monkeypatch.setenv("VOICELAB_RMVPE", str(rmvpe))
+    assert main(["--workspace", str(ws.root), "assets", "check", "rmvpe", "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)
+    assert check["assets"][0]["status"] == "wrong-size" and check["assets"][0]["usable"]
+    assert check["assets"][0]["warning"] == rep["warnings"][0]
+    assert check["features"]["rvc.f0.rmvpe"] == {"ready": True, "missing": []}

@@ -242,6 +242,7 @@ class ConvertReport:
     files: list[FileOutcome]
     load_seconds: float = 0.0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def converted(self) -> list[FileOutcome]:
@@ -268,6 +269,7 @@ class ConvertReport:
     def summary(self) -> str:
         lines = [f"{len(self.converted)}/{len(self.files)} converted with {Path(self.model).name}"
                  + (f" + {Path(self.index).name}" if self.index else "")]
+        lines += [f"  warning: {w}" for w in self.warnings]
         for f in self.files:
             if f.ok:
                 lines.append(f"  ok   {Path(f.input).name} -> {f.output} ({f.input_seconds:.1f} s audio, "
@@ -294,7 +296,9 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
 
     After the voice (it says whether pitch is needed), every other weight
     file is checked before any of them loads: all missing ones are named in
-    one error, each with its CLI flag and environment variable.
+    one error, each with its CLI flag and environment variable. A HuBERT or
+    RMVPE file that is not the official one is used, with the warning
+    ``voicelab assets check`` gives for it (``Models.warnings``).
     """
     from engines.rvc.index import DIM_OF_VERSION
     from engines.rvc.infer.segment import Models
@@ -310,10 +314,16 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
             f"Use a speaker id between 0 and {vm.n_speakers - 1}.",
         )
     enc_path = HUBERT.resolve(encoder_path, ws.settings)
+    rmvpe = RMVPE.resolve(rmvpe_path, ws.settings)
+    uses_rmvpe = bool(vm.f0) and params.f0_method == "rmvpe"
     problems: list[VoiceLabError] = [] if enc_path.exists() else [HUBERT.missing(enc_path, "voice conversion")]
-    if vm.f0 and (f0_problem := method_problem(params.f0_method, RMVPE.resolve(rmvpe_path, ws.settings))):
+    if vm.f0 and (f0_problem := method_problem(params.f0_method, rmvpe)):
         problems.append(f0_problem)
     raise_first_problems(problems)
+    from engines.assets.check import weight_warning
+
+    warnings = [w for name, path in ((HUBERT.asset, enc_path), (RMVPE.asset, rmvpe if uses_rmvpe else None))
+                if path is not None and (w := weight_warning(ws.settings, name, path))]
     encoder = get_encoder(enc_path, device)
     if hasattr(encoder, "dim") and encoder.dim(vm.version) != DIM_OF_VERSION[vm.version]:
         from engines.core.errors import InvalidModelError
@@ -326,7 +336,7 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
     index = None
     if index_path and params.index_rate > 0:
         index = get_index(index_path, DIM_OF_VERSION[vm.version])
-    return Models(voice=vm, encoder=encoder, index=index, device=device)
+    return Models(voice=vm, encoder=encoder, index=index, device=device, warnings=warnings)
 
 
 def vc_options(ws: Any, params: ConvertParams, rmvpe_path: str | Path | None = None) -> Any:
@@ -381,7 +391,9 @@ def convert_files(
     load_s = time.perf_counter() - t0
     opts = options if options is not None else vc_options(ws, params, rmvpe_path)
     report = ConvertReport(str(model_path), str(models.index.path) if models.index is not None else None,
-                           to_dict(params), [], load_seconds=load_s)
+                           to_dict(params), [], load_seconds=load_s, warnings=list(models.warnings))
+    for warning in report.warnings:
+        hooks.log(f"warning: {warning}")
     for i, src in enumerate(files):
         hooks.check_cancel()
         outcome = FileOutcome(input=str(src))
@@ -415,7 +427,7 @@ def convert_files(
                 "model_sha256": getattr(models.voice, "sha256", None), "index": report.index,
                 "params": to_dict(params), "sample_rate": outcome.sample_rate,
                 "input_seconds": outcome.input_seconds, "seconds": outcome.seconds,
-                "times": outcome.times, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "times": outcome.times, "warnings": report.warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             })
             outcome.sidecar = str(sidecar)
             hooks.log(f"{src.name} -> {target.name} ({outcome.seconds:.1f} s)")

@@ -8,7 +8,7 @@ fixed-size chunks (``synthesize_chunked``) so its activations stay bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ class Models:
     encoder: Any  # engines.rvc.content.encoder.ContentEncoder
     index: Any = None  # engines.rvc.index.LoadedIndex
     device: Any = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a weight file that is not the official one
 
 
 def vc_segment(models: Models, audio: np.ndarray, pitch: Any, pitchf: Any, opts: Any, times: Any) -> np.ndarray:
