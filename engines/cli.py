@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Workspace], int] | None = getattr(args, "func", None)

@@ -569,3 +569,41 @@ def test_cli_names_every_missing_weight_before_loading_and_takes_rmvpe(ws, tmp_p
     assert check["assets"][0]["status"] == "wrong-size" and check["assets"][0]["usable"]
     assert check["assets"][0]["warning"] == rep["warnings"][0]
     assert check["features"]["rvc.f0.rmvpe"] == {"ready": True, "missing": []}
+
+
+CPU_MEMORY_CHILD = textwrap.dedent('''
+    import json, sys
+    from engines.core import cpu_memory
+    ok = cpu_memory.configure()
+    import os, torch
+
+    def rss():
+        return [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
+
+    first = torch.ones(2_500_000)
+    del first  # a freed 10 MB buffer: glibc's adaptive threshold would now keep such ones in its heap
+    before = rss()
+    big, small = [], []
+    for _ in range(16):  # 160 MB of activations with small long-lived tensors between them
+        big.append(torch.ones(2_500_000))
+        small.append(torch.ones(1000))
+    held = rss() - before
+    del big
+    print(json.dumps({"ok": ok, "thp": os.environ.get("THP_MEM_ALLOC_ENABLE"), "held": held,
+                      "kept_after_free": rss() - before}))
+''')
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_cpu_memory_settings_return_freed_activations_to_the_system():
+    def run(env_extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "VOICELAB_CPU_MEMORY")}
+        out = subprocess.run([sys.executable, "-c", CPU_MEMORY_CHILD], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1], env={**env, **env_extra})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    on = run({})
+    assert on["ok"] and on["thp"] == "1"
+    assert on["held"] > 150 * 2**20 and on["kept_after_free"] < 20 * 2**20  # freed buffers leave the process
+    off = run({"VOICELAB_CPU_MEMORY": "off"})
+    assert not off["ok"] and off["thp"] is None  # the system's defaults stay

@@ -62,6 +62,9 @@ def check_port(host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch (jobs inherit the setting)
     args = parse_args(argv)
     try:
         ws = Workspace.open(args.workspace, overrides={

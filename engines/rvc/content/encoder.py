@@ -51,8 +51,8 @@ class EncoderInfo:
 class ContentEncoder:
     """A loaded HuBERT-style encoder that turns 16 kHz audio into RVC content features."""
 
-    #: conv front-end piece length in output frames (5 s): bounds its activations (~33 MB per tensor)
-    conv_piece_frames = 250
+    #: conv front-end piece length in output frames (2.5 s): bounds its activations (~16 MB per tensor)
+    conv_piece_frames = 125
 
     def __init__(
         self,
@@ -66,10 +66,16 @@ class ContentEncoder:
 
         from engines.core.device import amp_dtype
 
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            from engines.rvc.models.commons import compute_in_float32
+
+            compute_in_float32(model)  # half-precision stored weights used as float32: half the memory
+        else:
+            model = model.float()
         self.model = model.eval().to(device)
         self.final_proj = final_proj.eval().to(device) if final_proj is not None else None
         self.info = info
-        self.device = torch.device(device)
         # fp16 autocast on CUDA only; CPU stays fp32 so features match fairseq's.
         self.amp = amp_dtype(self.device, "fp16") if self.device.type == "cuda" else None
         self._hooks = ensure_hooks(hooks)

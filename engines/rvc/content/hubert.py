@@ -73,11 +73,15 @@ def _load_fairseq(path: Path) -> tuple[Any, Any, EncoderInfo]:
     return model, proj, info
 
 
-def _build_and_load(config: Any, state: Mapping[str, "torch.Tensor"], path: Path) -> Any:
-    """Instantiate HubertModel and load ``state`` strictly (weight-norm naming adapted).
+def _build_and_load(config: Any, state: dict[str, "torch.Tensor"], path: Path) -> Any:
+    """Instantiate HubertModel and load ``state`` strictly (weight-norm naming adapted); empties ``state``.
 
     The model is built on the meta device and takes the loaded tensors as its
-    parameters, so a second full copy of the weights is never allocated.
+    parameters one by one, so a second full copy of the weights is never
+    allocated. float16/bfloat16 weights stay in their stored precision (the
+    released hubert_base.pt is float16): ``ContentEncoder`` computes with
+    them as float32, which are exactly the values a float32 copy would hold.
+    The positional conv's weight norm is fused in float32, as upstream does.
     """
     import torch
     from transformers import HubertModel
@@ -85,7 +89,7 @@ def _build_and_load(config: Any, state: Mapping[str, "torch.Tensor"], path: Path
     with torch.device("meta"):
         model = HubertModel(config)
     expected = model.state_dict()
-    state = _adapt_weight_norm_names(dict(state), expected)
+    state = _adapt_weight_norm_names(state, expected)
     if "masked_spec_embed" in expected and "masked_spec_embed" not in state:
         state["masked_spec_embed"] = torch.zeros(expected["masked_spec_embed"].shape)  # unused at inference
     missing = sorted(set(expected) - set(state))
@@ -105,7 +109,14 @@ def _build_and_load(config: Any, state: Mapping[str, "torch.Tensor"], path: Path
             f"The weights in {path.name} do not fit a HuBERT model of its own config ({detail}).",
             "The file is damaged or not a HuBERT model; download it again.",
         )
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    taken: dict[str, torch.Tensor] = {}
+    for key in list(state):
+        value = state.pop(key)
+        keep = value.dtype in (torch.float16, torch.bfloat16) and "pos_conv_embed" not in key
+        taken[key] = value if keep else value.to(expected[key].dtype)
+        del value
+    model.load_state_dict(taken, strict=True, assign=True)
+    del taken
     _fuse_weight_norm(model.encoder.pos_conv_embed.conv)
     model.eval()
     model.requires_grad_(False)

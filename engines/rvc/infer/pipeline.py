@@ -107,11 +107,12 @@ class VCOptions:
     unvoiced: str = "keep-zero"  # UNVOICED_MODES
     length: str = "exact"  # LENGTH_MODES
     exact_f0: bool = False  # f0 networks with their whole receptive field as window context
+    precision: str = "auto"  # the synthesizer's autocast on CUDA: auto (bf16 where supported) | fp16 | bf16 | fp32
     rmvpe_path: str | None = None
     windowing: Windowing = field(default_factory=Windowing)
     stream_above_seconds: float = 150.0  # longer inputs take the bounded-memory path
-    decode_chunk_frames: int = 500  # waveform decoder chunk (10 ms frames); 0 = whole segment at once
-    decode_context_frames: int = 24  # real neighbours each side of a decoder chunk (receptive field ~16)
+    decode_chunk_frames: int = 300  # waveform decoder chunk (10 ms frames); 0 = whole segment at once
+    decode_context_frames: int = 16  # real neighbours each side of a decoder chunk (its receptive field)
     block_seconds: float = 120.0  # audio per f0 block on that path
 
     @property

@@ -82,7 +82,7 @@ def _vc_segment(models: Models, audio: np.ndarray, pitch: Any, pitchf: Any, opts
     times.keep("phone", feats[0])
     lengths = torch.tensor([p_len], device=device).long()
     sid = torch.tensor([opts.speaker_id], device=device).long()
-    with times("synth"), autocast(device, amp_dtype(device)):
+    with times("synth"), autocast(device, amp_dtype(device, opts.precision)):
         if opts.decode_chunk_frames and _can_chunk(vm.net):
             return synthesize_chunked(vm.net, feats, lengths, pitch if vm.f0 else None, pitchf if vm.f0 else None,
                                       sid, opts.decode_chunk_frames, opts.decode_context_frames)
