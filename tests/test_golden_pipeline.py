@@ -40,15 +40,7 @@ FAST = ["v2_4s_pm_A", "v2_4s_pm_B", "v2_4s_rmvpe_A", "v2_4s_rmvpe_B"]
 SLOW = ["v2_45s_pm_A", "v2_45s_rmvpe_A"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Upstream's data were made with 1 thread; with 1 our results land closest to them."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=1)

@@ -28,15 +28,7 @@ from engines.rvc.infer.pipeline import Models, StageTimes, VCOptions, run_segmen
 from engines.rvc.infer.steps import Windowing, linear_resize, rms_envelope, rms_gain, split_points
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: with several test processes on 2 cores, OpenMP spinning makes 2 threads ~10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FakeEncoder:
@@ -607,3 +599,12 @@ def test_cpu_memory_settings_return_freed_activations_to_the_system():
     assert on["held"] > 150 * 2**20 and on["kept_after_free"] < 20 * 2**20  # freed buffers leave the process
     off = run({"VOICELAB_CPU_MEMORY": "off"})
     assert not off["ok"] and off["thp"] is None  # the system's defaults stay
+
+
+def test_too_short_input_says_its_length_and_the_minimum():
+    from engines.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"10 samples at 16 kHz .* at least 19"):
+        pl.convert_array(fake_models(40000), np.full(10, 0.1, np.float32), VCOptions())
+    out, sr = pl.convert_array(fake_models(40000), np.full(19, 0.1, np.float32), VCOptions())
+    assert sr == 40000 and len(out) == round(19 * 40000 / 16000)

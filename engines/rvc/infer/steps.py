@@ -54,10 +54,20 @@ def highpass_coefficients() -> tuple[np.ndarray, np.ndarray]:
 
 
 def highpass(x: np.ndarray) -> np.ndarray:
-    """Zero-phase 48 Hz high-pass (float64 out, as upstream's filtfilt)."""
+    """Zero-phase 48 Hz high-pass (float64 out, as upstream's filtfilt).
+
+    filtfilt pads by 3 x the filter order; shorter input is refused with its length and the minimum.
+    """
     from scipy import signal
 
     b, a = highpass_coefficients()
+    minimum = 3 * max(len(a), len(b)) + 1
+    if x.shape[0] < minimum:
+        from engines.core.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"The input is {x.shape[0]} samples at 16 kHz ({x.shape[0] / SR16 * 1000:.2f} ms); the conversion "
+            f"needs at least {minimum} ({minimum / SR16 * 1000:.2f} ms).", "Give a longer recording.")
     return signal.filtfilt(b, a, x)
 
 
