@@ -398,6 +398,34 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(np.asarray(x, dtype=np.float32), int(sr_in), int(sr_out), quality=_RESAMPLE_QUALITY)
 
 
+def as_mono(audio: object, what: str, *, keep_float64: bool = False) -> np.ndarray:
+    """1-D float samples for an analysis step (``what`` names the step in errors).
+
+    Takes ``(n,)``, ``(1, n)`` or ``(n, 1)`` numpy arrays or torch tensors of
+    float samples; other shapes, integer samples, empty and non-finite audio
+    are refused with what to do. float32 out, or float64 kept when the input
+    is float64 and ``keep_float64`` (Praat and WORLD work in float64, as
+    upstream RVC feeds them).
+    """
+    if hasattr(audio, "detach"):  # a torch tensor (without importing torch here)
+        audio = audio.detach().cpu().numpy()  # type: ignore[attr-defined]
+    x = np.asarray(audio)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise InvalidInputError(f"{what} needs mono audio; got an array of shape {x.shape}.",
+                                "Mix down to one channel and resample to 16 kHz first.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidInputError(f"{what} needs float audio in -1..1, got {x.dtype} samples.",
+                                "Decode with engines.core.audio (load_audio / iter_audio).")
+    if x.size == 0:
+        raise InvalidInputError(f"{what}: the audio is empty.", "Give at least a few milliseconds of audio.")
+    if not np.isfinite(x).all():
+        raise InvalidInputError(f"{what}: the audio contains NaN or infinite samples.",
+                                "Check the decoder or the previous step.")
+    return np.ascontiguousarray(x, dtype=np.float64 if keep_float64 and x.dtype == np.float64 else np.float32)
+
+
 # ---------------------------------------------------------------------------
 # writing
 
