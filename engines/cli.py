@@ -107,7 +107,7 @@ def _jobs_commands(sub: argparse._SubParsersAction) -> None:
             print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
         else:
             for r in rows:
-                print(f"{r.id}  {r.state:<11} {r.progress * 100:5.1f}%  {r.op:<22} {r.message}")
+                print(f"{r.id}  {r.state:<11} {r.progress * 100:5.1f}%  {r.lane:<9} {r.op:<22} {r.message}")
         return 0
 
     def show_log(args: argparse.Namespace, ws: Workspace) -> int:

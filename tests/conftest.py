@@ -33,3 +33,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _close_job_runners():
+    """Each test's job runners stop their worker processes when the test ends."""
+    yield
+    from engines.core.jobs import close_all_runners
+
+    close_all_runners()

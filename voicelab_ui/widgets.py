@@ -126,11 +126,24 @@ def progress_html(rec: JobRecord | None) -> str:
     )
 
 
+def where_it_runs(rec: JobRecord) -> str:
+    """"listening lane · cuda:0" (and why it fell back to the CPU, when it did)."""
+    worker = rec.worker or {}
+    device = worker.get("device") or rec.device
+    text = f"{rec.lane} lane" + (f" · {device}" if device and device != "*" else "")
+    if worker.get("warm"):
+        text += " · warm worker"
+    note = worker.get("device_note") or ""
+    if device == "cpu" and "runs on the CPU" in note:
+        text += f" ({note})"
+    return text
+
+
 def job_status_md(rec: JobRecord | None) -> str:
     if rec is None:
         return ""
     dur = f" · {rec.duration:.0f} s" if rec.duration is not None else ""
-    line = f"**{html.escape(rec.title)}** · `{rec.id}` · **{rec.state}**{dur}"
+    line = f"**{html.escape(rec.title)}** · `{rec.id}` · **{rec.state}**{dur} · {html.escape(where_it_runs(rec))}"
     if rec.error:
         line += "\n\n" + html.escape(rec.error)
     return line

@@ -85,7 +85,7 @@ class AssetsDownloadParams:
     force: bool = param(False, help="Download again even when the file is present and intact")
 
 
-@operation("assets.download", params=AssetsDownloadParams, kind="light", title="Download model files",
+@operation("assets.download", params=AssetsDownloadParams, kind="cpu", title="Download model files",
            cli=Command("assets download", "Download model files (Hugging Face, HF_ENDPOINT mirror, or ModelScope)",
                        positional=("names*",), json_key="results"),
            render=lambda res: "\n".join(f"{r['action']:<10} {r['name']:<32} {r['path']}" for r in res["results"]))
@@ -113,7 +113,7 @@ def _render_import(res: dict) -> str:
     return "\n".join([*lines, res["summary"]])
 
 
-@operation("assets.import", params=AssetsImportParams, kind="light", title="Import model files from a folder",
+@operation("assets.import", params=AssetsImportParams, kind="cpu", title="Import model files from a folder",
            cli=Command("assets import", "Link (or copy) model files from an RVC WebUI / Applio / CosyVoice folder",
                        positional=("names*",)), render=_render_import)
 def import_op(params: AssetsImportParams, hooks: Hooks, ws: Workspace) -> dict:

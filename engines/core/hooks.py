@@ -21,6 +21,8 @@ from engines.core.errors import Cancelled, VoiceLabError
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
+# submit(op_name, params, title) -> job id: queue a follow-up job (e.g. previews at a training save).
+SubmitFn = Callable[[str, dict, str], str]
 
 
 class Hooks:
@@ -31,10 +33,14 @@ class Hooks:
         progress: ProgressFn | None = None,
         log: LogFn | None = None,
         cancel_event: threading.Event | None = None,
+        submit: SubmitFn | None = None,
     ) -> None:
         self._progress = progress
         self._log = log
         self.cancel_event = cancel_event or threading.Event()
+        # Set inside the studio's workers: follow-up jobs go to the job queue. None elsewhere (the
+        # command line), where a caller does the follow-up work itself.
+        self.submit = submit
 
     def progress(self, fraction: float, message: str = "") -> None:
         if self._progress is not None:
@@ -61,7 +67,7 @@ class Hooks:
         def prog(f: float, msg: str) -> None:
             parent.progress(start + (end - start) * f, msg)
 
-        return Hooks(prog, self._log, self.cancel_event)
+        return Hooks(prog, self._log, self.cancel_event, self.submit)
 
     def run(
         self,
@@ -69,13 +75,15 @@ class Hooks:
         *,
         cwd: str | os.PathLike | None = None,
         env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], bool | None] | None = None,
         kill_grace: float = 1.0,
     ) -> int:
         """Run a subprocess, stream its output to the log, stop it on cancel.
 
         The child gets its own process group so cancel kills it and all its
         children (torchrun workers, data loaders) within ``kill_grace`` + 0.5 s.
+        ``on_line`` sees every line first; when it returns True the line was a
+        message for the caller and is not logged.
         Raises ``Cancelled`` when cancelled, ``VoiceLabError`` on a non-zero exit.
         """
         proc = subprocess.Popen(
@@ -96,14 +104,16 @@ class Hooks:
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
-                tail.append(line)
-                del tail[:-20]
-                self.log(line)
+                consumed = False
                 if on_line is not None:
                     try:
-                        on_line(line)
+                        consumed = bool(on_line(line))
                     except Exception:  # a parser bug must not kill the pump
                         pass
+                if not consumed:
+                    tail.append(line)
+                    del tail[:-20]
+                    self.log(line)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()

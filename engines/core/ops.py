@@ -21,13 +21,14 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Sequence
 
 from engines.core.hooks import Hooks
+from engines.core.lanes import LANES
 from engines.core.settings import Workspace
 
 ENTRY_POINT_GROUP = "voicelab.operations"
 
-# "gpu": heavy, one at a time; "light": small jobs beside them; "inline": quick queries and edits
-# that answer at once (never queued as jobs).
-KINDS = ("gpu", "light", "inline")
+# A job's lane (see engines.core.lanes: "training", "listening", "cpu"), or "inline": quick queries
+# and edits that answer at once in the caller (never queued as jobs).
+KINDS = (*LANES, "inline")
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,14 @@ def operation(
     name: str,
     *,
     params: type,
-    kind: str = "gpu",
+    kind: str = "training",
     title: str = "",
     cli: str | Command | Sequence[Command] | None = None,
     render: Callable[[dict], str] | None = None,
 ) -> Callable:
     """Register ``fn(params, hooks, ws) -> dict`` as the operation ``name``."""
     if kind not in KINDS:
-        raise ValueError(kind)
+        raise ValueError(f"kind must be one of {KINDS} (got {kind!r})")
     if cli is None:
         commands: tuple[Command, ...] = ()
     elif isinstance(cli, str):

@@ -4,7 +4,7 @@ Conversions run as ``rvc.convert`` jobs (the shared job panel follows them);
 when the job ends, the result section shows players, download links,
 per-file errors and stage timings read from the job record. The checkpoint
 tools (info / extract / merge) sit in an accordion; extract and merge are
-light jobs, info is read directly.
+CPU-lane jobs, info is read directly.
 """
 
 from __future__ import annotations
@@ -337,7 +337,8 @@ def register_api(ctx: UIContext) -> None:
     """``/convert``: one audio file in, the converted file and a report dict out (waits for the result).
 
     The endpoint's keyword parameters are ConvertParams' fields; the conversion runs as an
-    ``rvc.convert`` job like the tab's, so it queues with the other jobs.
+    ``rvc.convert`` job like the tab's, in the listening lane: calls queue there one at a time per
+    device (on its warm worker) and are served while a training runs; none runs beside the queue.
     """
     ws = ctx.ws
     with gr.Group(visible=False):

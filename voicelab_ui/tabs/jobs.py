@@ -1,4 +1,9 @@
-"""Jobs tab: the history with filters; open any job in the job panel."""
+"""Jobs tab: the history with filters (open any job in the job panel), and the worker processes.
+
+Every job runs in a worker process of its lane (training, listening, CPU). The warm listening worker
+keeps the last voice, HuBERT and index loaded between requests; "Free GPU memory" stops the idle
+workers, which frees everything they hold (the next request starts a fresh one).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,18 @@ from voicelab_ui.widgets import submit_job
 add({
     "jobs.filter_op": ("Operation starts with", "操作名前缀"),
     "jobs.col.id": ("Id", "ID"),
+    "jobs.workers": ("Worker processes", "工作进程"),
+    "jobs.workers_info": (
+        "Each job runs in a worker process of its lane: training (one job per GPU set), listening (conversions, "
+        "A/B, previews, synthesis: served while a training runs) and CPU. An idle listening worker keeps its "
+        "models loaded for fast A/B; it stops by itself after a while, or now with the button.",
+        "每个任务都在其通道的工作进程中运行：训练（每组显卡一次一个任务）、试听（推理、A/B、预览、合成：训练时也能运行）和 CPU。"
+        "空闲的试听进程会保留已加载的模型以加快 A/B 对比；它会在空闲一段时间后自行退出，也可点击按钮立即停止。"),
+    "jobs.free_gpu": ("Free GPU memory (stop idle workers)", "释放显存（停止空闲的工作进程）"),
 })
 
-COLUMNS = ["id", "state", "operation", "progress", "message", "started", "duration (s)"]
+COLUMNS = ["id", "state", "operation", "lane", "device", "progress", "message", "started", "duration (s)"]
+WORKER_COLUMNS = ["worker", "lane", "device", "pid", "state", "job", "jobs done", "idle (s)"]
 
 
 def history_rows(ctx: UIContext, state: str | None, op_prefix: str | None) -> list[list]:
@@ -25,8 +39,14 @@ def history_rows(ctx: UIContext, state: str | None, op_prefix: str | None) -> li
     for r in ctx.runner.list(states, (op_prefix or "").strip(), limit=300):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
         dur = f"{r.duration:.1f}" if r.duration is not None else ""
-        rows.append([r.id, r.state, r.op, f"{r.progress * 100:.0f}%", r.message, started, dur])
+        device = (r.worker or {}).get("device") or r.device
+        rows.append([r.id, r.state, r.op, r.lane, device, f"{r.progress * 100:.0f}%", r.message, started, dur])
     return rows
+
+
+def worker_rows(ctx: UIContext) -> list[list]:
+    return [[w["id"], w["lane"], w["slot"], w["pid"], w["state"], w["job"], w["jobs_done"], w["idle_seconds"]]
+            for w in ctx.runner.workers()]
 
 
 def build(ctx: UIContext) -> None:
@@ -65,3 +85,19 @@ def build(ctx: UIContext) -> None:
 
     retry_btn.click(retry, [job_id], ctx.job_id)
     ctx.extras["jobs_reload"] = (load, [state, op_prefix], table)
+
+    with gr.Accordion(t("jobs.workers"), open=False, elem_id="vl-jobs-workers-box"):
+        gr.Markdown(t("jobs.workers_info"))
+        workers = gr.Dataframe(headers=WORKER_COLUMNS, value=[], interactive=False, elem_id="vl-jobs-workers")
+        with gr.Row():
+            workers_refresh = gr.Button(t("jobs.refresh"), scale=0)
+            free_btn = gr.Button(t("jobs.free_gpu"), scale=0, elem_id="vl-jobs-free")
+
+    def free() -> list[list]:
+        n = ctx.runner.free_workers(None)
+        gr.Info(f"{n} idle worker(s) stopped." if n else "No idle worker to stop.")
+        return worker_rows(ctx)
+
+    workers_refresh.click(lambda: worker_rows(ctx), None, workers)
+    free_btn.click(free, None, workers)
+    ctx.job_finished.change(lambda: worker_rows(ctx), None, workers)

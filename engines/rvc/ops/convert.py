@@ -28,7 +28,7 @@ class IndexJob(IndexParams):
     exp_name: str = param("", help="Experiment whose extracted features are indexed (folder under experiments/)")
 
 
-@operation("rvc.index", params=IndexJob, kind="light", title="Build the RVC retrieval index",
+@operation("rvc.index", params=IndexJob, kind="cpu", title="Build the RVC retrieval index",
            cli=Command("rvc index", "Build the faiss retrieval index from an experiment's features"))
 def index_op(p: IndexJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.rvc.index import build_index
@@ -56,7 +56,7 @@ class ConvertJob(ConvertParams):
                                              "(default: VOICELAB_RMVPE / settings / assets/rmvpe/rmvpe.pt)")
 
 
-@operation("rvc.convert", params=ConvertJob, kind="gpu", title="RVC voice conversion",
+@operation("rvc.convert", params=ConvertJob, kind="listening", title="RVC voice conversion",
            cli=Command("rvc convert", "Convert audio files or folders with an RVC model", positional=("inputs+",),
                        json_key="report"), render=lambda res: res["details"])
 def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -127,7 +127,7 @@ class ExtractJob:
     overwrite: bool = param(False, help="Replace a model of the same name")
 
 
-@operation("rvc.ckpt_extract", params=ExtractJob, kind="light", title="Extract a small RVC model",
+@operation("rvc.ckpt_extract", params=ExtractJob, kind="cpu", title="Extract a small RVC model",
            cli=Command("rvc ckpt extract", "Write a small inference model from a G_*.pth training checkpoint",
                        positional=("checkpoint",)))
 def extract_op(p: ExtractJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -153,7 +153,7 @@ class MergeJob:
     overwrite: bool = param(False, help="Replace a model of the same name")
 
 
-@operation("rvc.ckpt_merge", params=MergeJob, kind="light", title="Merge two RVC models",
+@operation("rvc.ckpt_merge", params=MergeJob, kind="cpu", title="Merge two RVC models",
            cli=Command("rvc ckpt merge", "Blend two models of the same architecture: alpha*A + (1-alpha)*B",
                        positional=("model_a", "model_b")))
 def merge_op(p: MergeJob, hooks: Hooks, ws: Workspace) -> dict:
