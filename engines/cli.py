@@ -86,7 +86,7 @@ def _add_operation(groups: _Groups, op: Operation, cmd: Command) -> None:
     add_arguments(p, op.params, skip=(*cmd.skip, *cmd.preset), positional=cmd.positional)
     p.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="No progress output")
-    p.set_defaults(func=_handler(op, cmd))
+    p.set_defaults(func=_handler(op, cmd), read_only=cmd.read_only)
 
 
 def _jobs_commands(sub: argparse._SubParsersAction) -> None:
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Workspace], int] | None = getattr(args, "func", None)
@@ -149,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        ws = Workspace.open(args.workspace, overrides={"device": args.device})
+        ws = Workspace.open(args.workspace, overrides={"device": args.device},
+                            create=not getattr(args, "read_only", False))
         try:
             return int(handler(args, ws) or 0)
         except Exception as exc:  # a full disk anywhere gets the one clear message

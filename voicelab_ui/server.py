@@ -121,6 +121,9 @@ def start_housekeeping(ws: Workspace, runner: "JobRunner") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch (jobs inherit the setting)
     args = parse_args(argv)
     try:
         ws = Workspace.open(args.workspace, overrides={

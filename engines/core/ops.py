@@ -38,7 +38,8 @@ class Command:
     ``preset`` fixes some parameters for this spelling (e.g. ``dataset create`` is the import
     operation with ``must="new"``); ``positional`` fields are arguments instead of options;
     ``skip`` hides options this spelling does not use; ``json_key`` names the part of the
-    result that ``--json`` prints (default: all of it).
+    result that ``--json`` prints (default: all of it); ``read_only`` commands leave the
+    disk as they found it (no workspace folders made).
     """
 
     path: str
@@ -47,6 +48,7 @@ class Command:
     preset: Mapping[str, Any] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
     json_key: str = ""
+    read_only: bool = False  # only looks: the CLI opens the workspace without creating its folders
 
 
 @dataclass(frozen=True)

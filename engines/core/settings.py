@@ -171,10 +171,13 @@ class Workspace:
     settings: Settings = field(default_factory=Settings)
 
     @classmethod
-    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> "Workspace":
+    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+             create: bool = True) -> "Workspace":
+        """The workspace at ``workspace`` (default: $VOICELAB_HOME or ./runtime); ``create`` makes its folders."""
         root = resolve_workspace(workspace)
         ws = cls(root=root, settings=load_settings(overrides, workspace=root))
-        ws.ensure()
+        if create:
+            ws.ensure()
         return ws
 
     def ensure(self) -> None:

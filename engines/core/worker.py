@@ -196,13 +196,7 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             hooks = Hooks(rep.progress, rep.log, rep.cancel_event, submit)
             params = build(op.params, rec.params)
             hooks.check_cancel()
-            try:
-                result = op.fn(params, hooks, ws) or {}
-            except Exception as exc:  # a full disk, wherever it struck, is the user's to fix: say so
-                friendly = user_facing(exc, ws.root)
-                if friendly is exc:
-                    raise
-                raise friendly from exc
+            result = op.fn(params, hooks, ws) or {}
             rep.log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
             state = "done"
             store.finish(job_id, "done", progress=1.0, message=str(result.get("summary", "Done"))[:500], result=result)
@@ -211,6 +205,8 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             state = "cancelled"
             store.finish(job_id, "cancelled", message="Cancelled")
         except BaseException as exc:  # noqa: BLE001 - a user error, a bug, the environment: report it, keep serving
+            if isinstance(exc, Exception):
+                exc = user_facing(exc, ws.root)  # a full disk, wherever it struck, is the user's to fix: say so
             known = isinstance(exc, VoiceLabError)
             rep.log(f"ERROR: {exc}" if known else "ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
             trouble = gpu_trouble(exc, rec.params)

@@ -35,6 +35,7 @@ from voicelab_ui.rvc_forms import (
     f0_method_choices,
     form_overrides,
     index_choices,
+    link_preset,
 )
 from voicelab_ui.widgets import (
     api_signature,
@@ -141,6 +142,7 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             widgets = param_widgets(ConvertParams, skip=("f0_method",),
                                     overrides=form_overrides(ConvertParams, min_width=220))
+            link_preset(widgets)
     widgets = {"f0_method": f0_method, **widgets}
     run = gr.Button(t("vc.convert"), variant="primary", elem_id="vl-vc-run")
     with gr.Accordion(t("vc.results"), open=True):

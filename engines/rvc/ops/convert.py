@@ -50,7 +50,10 @@ class ConvertJob(ConvertParams):
     inputs: list[str] = param(default_factory=list, path="read", help="Audio files and/or folders", cli=False)
     index: str = param("auto", path="read", help="faiss .index file; 'auto' = the model's workspace index; '' = none")
     out_dir: str = param("", path="write", help="Output folder (default: <workspace>/outputs)")
-    hubert: str = param("", path="read", help="Content encoder (default: the configured hubert_base.pt)")
+    hubert: str = param("", path="read", help="Content encoder hubert_base.pt or a transformers folder "
+                                              "(default: VOICELAB_HUBERT / settings / assets/hubert/hubert_base.pt)")
+    rmvpe: str = param("", path="read", help="RMVPE weights for --f0-method rmvpe "
+                                             "(default: VOICELAB_RMVPE / settings / assets/rmvpe/rmvpe.pt)")
 
 
 @operation("rvc.convert", params=ConvertJob, kind="listening", title="RVC voice conversion",
@@ -64,7 +67,8 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
     if index:
         hooks.log(f"index: {index}")
     report = convert_files(ws, model, list(p.inputs), subset(p, ConvertParams), index_path=index,
-                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None)
+                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None,
+                           rmvpe_path=p.rmvpe or None)
     if not report.converted:
         first = report.failed[0] if report.failed else None
         raise InvalidInputError(

@@ -48,7 +48,7 @@ from voicelab_ui.tabs.rvc_train.helpers import (
 from voicelab_ui.tabs.rvc_train.machine import build_machine, loss_colors, machine_frame, wire_tensorboard
 from voicelab_ui.tabs.rvc_train.previews import build_previews, wire_previews
 from voicelab_ui.tabs.rvc_train.strings import OWN_HELP
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
 REFRESH_SECONDS = 2.0
 MAIN_ROWS = (("sr", "version", "f0_method", "f0"), ("total_epoch", "batch_size", "save_every_epoch"),
@@ -172,6 +172,9 @@ def build(ctx: UIContext) -> None:
                 *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
 
     view_outputs = [loss_plot, lr_plot, saved, stamp, timer, *previews.outputs, machine_plot, machine_md]
+
+    def fresh_views(name: str | None) -> list:
+        return views(name, "")
     view_inputs = [exp, stamp, previews.save, previews.latest]
     timer.tick(views, view_inputs, view_outputs, show_progress="hidden", queue=False)
     wire_previews(ctx, previews, exp)
@@ -184,23 +187,20 @@ def build(ctx: UIContext) -> None:
         previous = last_run_params(ctx, name) or experiment_settings(ws, name)
         return [previous[n] if n in previous else gr.update() for n in EXPERIMENT_FIELDS]
 
-    exp.change(pick_experiment, [exp], exp_fill).then(lambda n: views(n, ""), [exp], view_outputs,
+    exp.change(pick_experiment, [exp], exp_fill).then(fresh_views, [exp], view_outputs,
                                                       show_progress="hidden")
 
     def reload_lists(name: str | None, ds: str | None) -> tuple:
         return gr.update(choices=list_experiments(ws), value=name), gr.update(choices=list_datasets(ws), value=ds)
 
-    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
     # -- jobs (submit_job confines the dataset folder, the model paths and the preview clip)
     def job_params(name: str | None, ds: str | None, clip: str | None, values: tuple) -> dict:
         name = (name or "").strip()
         if not name:
             raise gr.Error("Give the experiment a name (or pick an existing one).")
-        try:
-            safe_name(name)
-        except VoiceLabError as exc:
-            raise user_error(exc) from exc
+        safe_name(name)
         params = values_to_params(TrainParams, names, values)
         params.update(exp_name=name, dataset=(ds or "").strip(), preview_clip=(clip or "").strip())
         return params
@@ -249,7 +249,7 @@ def build(ctx: UIContext) -> None:
 
     if ctx.demo is not None:
         ctx.demo.load(show_assets, status_inputs, assets_md)
-        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
     # -- API-only endpoints
     def metrics_api(exp_name: str) -> list:
