@@ -371,6 +371,7 @@ def test_then_convert_with_rvc_submits_one_tts_rvc_job(tmp_path):
     p = rec.params
     assert (p["model_dir"], p["speaker"], p["text"], p["mode"]) == (str(model_dir), "alice", "Hello there.", "sft")
     assert (p["voice"], p["index"], p["f0_method"], p["transpose"], p["tts_seed"]) == ("myvoice.pth", "none", "pm", 5, 0)
+    assert (p["tts_preset"], p["preset"]) == ("neutral", "none")  # CosyVoice's instruction preset, RVC's own
     # a model dir outside the configured model roots is refused before anything is queued
     values[[getattr(b, "elem_id", None) for b in fn.inputs].index("vl-cv-model")] = str(tmp_path)
     with pytest.raises(Exception, match="model dir"):

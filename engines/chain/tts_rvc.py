@@ -4,8 +4,8 @@ One job does both so a user gets "this text in my RVC voice" in one click;
 the CosyVoice take is kept beside the converted file (``keep_speech``) so the
 A/B tab can compare the raw speech with the conversion. The parameters reuse
 the fields of :class:`SynthParams` and :class:`ConvertParams` (ranges,
-defaults and help are defined once, there); only names that clash get a
-prefix. Nothing here imports torch at import time.
+defaults and help are defined once, there); only names that clash (seed,
+preset) get a ``tts_`` prefix. Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class TtsRvcParams(ConvertParams):
     speaker: str = _reuse(SynthParams, "speaker")
     speed: float = _reuse(SynthParams, "speed")
     tts_seed: int = _reuse(SynthParams, "seed", help="CosyVoice random seed (same seed, same speech)")
-    preset: str = _reuse(SynthParams, "preset")
+    tts_preset: str = _reuse(SynthParams, "preset")  # (ConvertParams has a preset of its own)
     instruct: str = _reuse(SynthParams, "instruct")
     prompt_wav: str = _reuse(SynthParams, "prompt_wav")
     prompt_text: str = _reuse(SynthParams, "prompt_text")
@@ -77,7 +77,7 @@ class TtsRvcResult:
 def synth_request(p: TtsRvcParams) -> SynthParams:
     """The CosyVoice half of the request (the synthesis worker is asked exactly this)."""
     values = {f.name: getattr(p, f.name) for f in dataclasses.fields(SynthParams) if hasattr(p, f.name)}
-    values["seed"] = p.tts_seed
+    values["seed"], values["preset"] = p.tts_seed, p.tts_preset
     return SynthParams(**values)
 
 

@@ -156,7 +156,7 @@ def build(ctx: Any, parts: Parts) -> None:
         params = synth_params(model_dir, speaker, wav, preset, instruct, checkpoint, syn_values)
         if not voice:
             raise gr.Error("Pick the RVC voice to convert with.")
-        params["tts_seed"] = params.pop("seed", 0)
+        params["tts_seed"], params["tts_preset"] = params.pop("seed", 0), params.pop("preset", "neutral")
         params.update(values_to_params(ConvertParams, rvc_names, conv_values), f0_method=f0, voice=voice,
                       index=index or "auto")
         return submit_job(ctx, "chain.tts_rvc", params,
