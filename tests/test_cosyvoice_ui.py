@@ -282,12 +282,13 @@ def test_tab_builds_translated_and_shows_status(tmp_path):
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     for elem in ("vl-cv-status", "vl-cv-sync", "vl-cv-transcribe", "vl-cv-table", "vl-cv-prepare", "vl-cv-train",
                  "vl-cv-plot-loss", "vl-cv-assemble", "vl-cv-synth", "vl-cv-grid", "vl-cv-send-ab",
-                 "vl-cv-synth-rvc", "vl-cv-rvc-voice", "vl-ab-tts"):
+                 "vl-cv-synth-rvc", "vl-cv-rvc-voice", "vl-ab-tts", "vl-cv-plot-machine", "vl-cv-tensorboard",
+                 "vl-rvc-plot-machine", "vl-rvc-tensorboard"):
         assert elem in ids
     api_names = {d.api_name for d in demo.fns.values()}
     for name in ("cosyvoice_doctor", "cosyvoice_transcribe", "cosyvoice_prepare", "cosyvoice_train",
                  "cosyvoice_assemble", "cosyvoice_synth", "cosyvoice_grid", "cosyvoice_transcripts",
-                 "cosyvoice_synth_rvc"):
+                 "cosyvoice_synth_rvc", "cosyvoice_tensorboard", "rvc_tensorboard"):
         assert name in api_names
 
     md = doctor_markdown(ws, str(ws.root / "no_model"))

@@ -253,6 +253,7 @@ def test_machine_view_and_tensorboard_link(ws):
     from voicelab_ui.tabs.rvc_train.machine import machine_frame, tensorboard_link
 
     from engines.core import tboard
+    from engines.core.errors import InvalidInputError
 
     root = ws.experiment_dir("mach")
     root.mkdir(parents=True)
@@ -270,6 +271,8 @@ def test_machine_view_and_tensorboard_link(ws):
     assert frame["minutes"].max() == 1.0
     assert "CPU 70%" in text and "GPU0 90% 8.0/16 GB 66 °C 210 W" in text
     assert "No machine samples" in machine_frame(ws, "")[1]
+    with pytest.raises(InvalidInputError, match="no experiment 'nope'"):
+        tensorboard_link(ws, "nope")
     try:
         link = tensorboard_link(ws, "mach", "studio.local:7860")
         port = tboard.running()[0].port

@@ -1,15 +1,18 @@
-"""CosyVoice tab, step 3: fine-tuning (llm, optionally flow) with live loss curves and checkpoints."""
+"""CosyVoice tab, step 3: fine-tuning (llm, optionally flow) with live loss curves, the machine view, checkpoints."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from engines.core.errors import InvalidInputError
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
-from engines.cosyvoice.train import CosyTrainParams
+from engines.cosyvoice.train import CosyTrainParams, read_metrics
 from voicelab_ui.i18n import t
+from voicelab_ui.machine_view import build_machine, build_tensorboard, machine_values, wire_tensorboard
 from voicelab_ui.widgets import submit_job, values_to_params
 
 from .parts import Parts, result_markdown
@@ -57,6 +60,11 @@ def build(ctx: Any, parts: Parts) -> None:
         with gr.Row():
             loss_plot = gr.LinePlot(x="batch", y="loss", color="series", label=t("cv.loss"), elem_id="vl-cv-plot-loss")
             acc_plot = gr.LinePlot(x="batch", y="acc", color="series", label=t("cv.acc"), elem_id="vl-cv-plot-acc")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=320):
+                machine_plot, machine_md = build_machine("vl-cv")
+            with gr.Column(min_width=280):
+                tb_btn, tb_md = build_tensorboard("vl-cv")
         ckpt_table = gr.Dataframe(headers=["model", "checkpoint", "cv loss", "path"], value=[], interactive=False,
                                   label=t("cv.checkpoints"), elem_id="vl-cv-checkpoints")
     plot_timer = gr.Timer(PLOT_SECONDS, active=False)
@@ -82,12 +90,13 @@ def build(ctx: Any, parts: Parts) -> None:
             st = None
         new_stamp = f"{exp}:{st.st_mtime_ns}:{st.st_size}" if st else f"{exp}:none"
         if new_stamp == stamp:
-            return gr.update(), gr.update(), gr.update(), stamp
+            return gr.update(), gr.update(), gr.update(), stamp, gr.update(), gr.update()
         loss, acc = metrics_frames(ws, exp)
-        return loss, acc, checkpoint_rows(ws, exp), new_stamp
+        return (loss, acc, checkpoint_rows(ws, exp), new_stamp,
+                *machine_values(read_metrics(path, system=True) if path is not None else []))
 
     exp_name_w = train_w["exp_name"]
-    plot_outputs = [loss_plot, acc_plot, ckpt_table, plot_stamp]
+    plot_outputs = [loss_plot, acc_plot, ckpt_table, plot_stamp, machine_plot, machine_md]
     plot_timer.tick(plots, [exp_name_w, plot_stamp], plot_outputs, show_progress="hidden", queue=False)
     exp_name_w.change(plots, [exp_name_w, gr.State("")], plot_outputs, show_progress="hidden")
     train_box.expand(lambda: gr.Timer(active=True), None, plot_timer)
@@ -100,6 +109,14 @@ def build(ctx: Any, parts: Parts) -> None:
                 parts.c["exp"]: gr.update(choices=list_experiments(ws), value=exp)}
 
     parts.on_job("cosyvoice.train", [train_msg, ckpt_table, loss_plot, acc_plot, "exp"], after_train)
+
+    def experiment_logdir(name: str) -> Path:
+        """Upstream's TensorBoard folders of the experiment (tensorboard/llm, tensorboard/flow)."""
+        if not name or not ws.cosyvoice_experiment_dir(name).is_dir():
+            raise InvalidInputError("Pick a trained experiment first (its name above).")
+        return ws.cosyvoice_experiment_dir(name) / "tensorboard"
+
+    wire_tensorboard(ws, exp_name_w, tb_btn, tb_md, experiment_logdir, "cosyvoice_tensorboard")
 
     def metrics_api(exp: str) -> list:
         """Rows of an experiment's metrics.jsonl (loss/acc per logged batch and per validation)."""

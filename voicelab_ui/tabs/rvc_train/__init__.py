@@ -45,7 +45,8 @@ from voicelab_ui.tabs.rvc_train.helpers import (
     training_job_running,
     view_stamp,
 )
-from voicelab_ui.tabs.rvc_train.machine import build_machine, loss_colors, machine_frame, wire_tensorboard
+from voicelab_ui.machine_view import build_machine, build_tensorboard, wire_tensorboard
+from voicelab_ui.tabs.rvc_train.machine import experiment_logdir, loss_colors, machine_frame
 from voicelab_ui.tabs.rvc_train.previews import build_previews, wire_previews
 from voicelab_ui.tabs.rvc_train.strings import OWN_HELP
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
@@ -108,11 +109,8 @@ def build(ctx: UIContext) -> None:
                 loss_plot = gr.LinePlot(x="step", y="loss", color="series", label=t("rvc.tr.loss"),
                                         color_map=loss_colors(), elem_id="vl-rvc-plot-loss")
                 lr_plot = gr.LinePlot(x="step", y="lr", label=t("rvc.tr.lr"), elem_id="vl-rvc-plot-lr")
-                machine_plot, machine_md = build_machine()
-                with gr.Row():
-                    tb_btn = gr.Button(t("rvc.tr.tensorboard"), size="sm", scale=0, min_width=180,
-                                       elem_id="vl-rvc-tensorboard")
-                    tb_md = gr.Markdown(t("rvc.tr.tensorboard_info"), elem_id="vl-rvc-tensorboard-link")
+                machine_plot, machine_md = build_machine("vl-rvc")
+                tb_btn, tb_md = build_tensorboard("vl-rvc")
             with gr.Column(scale=2, min_width=280, elem_id="vl-rvc-previews"):
                 gr.Markdown(t("rvc.tr.previews"))
                 previews = build_previews()
@@ -178,7 +176,7 @@ def build(ctx: UIContext) -> None:
     view_inputs = [exp, stamp, previews.save, previews.latest]
     timer.tick(views, view_inputs, view_outputs, show_progress="hidden", queue=False)
     wire_previews(ctx, previews, exp)
-    wire_tensorboard(ws, exp, tb_btn, tb_md)
+    wire_tensorboard(ws, exp, tb_btn, tb_md, lambda name: experiment_logdir(ws, name), "rvc_tensorboard")
 
     exp_fill = [dataset, *(widgets[n] for n in EXPERIMENT_FIELDS if n != "dataset")]
 
