@@ -129,3 +129,33 @@ def test_tensorboard_link_serves_the_experiment(trained):
     finally:
         tboard.stop_all()
     assert not server.alive() and tboard.running() == []
+
+
+@pytest.mark.slow
+def test_the_studio_serves_the_tensorboard_link_and_stops_tensorboard_with_it(tmp_path):
+    import re
+    import time
+
+    from browser import studio
+    from gradio_client import Client
+
+    ws = Workspace.open(tmp_path / "ws")
+    root = ws.experiment_dir("linked")
+    root.mkdir(parents=True)
+    (root / "metrics.jsonl").write_text(json.dumps({"kind": "step", "epoch": 1, "step": 1, "loss_mel": 20.0}) + "\n")
+    with studio(tmp_path / "ws") as (url, _):
+        answer = Client(url, verbose=False).predict("linked", api_name="/rvc_tensorboard")
+        link = re.search(r"\((http://[^)]+)\)", answer).group(1)
+        assert link.startswith("http://127.0.0.1:") and not link.startswith(url)  # the studio's host, its own port
+        with urllib.request.urlopen(link, timeout=10) as resp:
+            assert resp.status == 200 and b"TensorBoard" in resp.read()
+        assert "no experiment" in Client(url, verbose=False).predict("other", api_name="/rvc_tensorboard")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the studio's exit stopped its TensorBoard
+        try:
+            urllib.request.urlopen(link, timeout=1)
+        except OSError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"TensorBoard still answers on {link} after the studio stopped")
