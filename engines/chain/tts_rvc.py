@@ -102,8 +102,10 @@ def synthesize_and_convert(ws: Workspace, p: TtsRvcParams, model_dir: str, voice
         raise InvalidInputError("There is no text to speak.", "Type the text to synthesise.")
     t0 = time.perf_counter()
     target = Path(p.out) if p.out.strip() else default_output(ws, model_dir, voice, p)
-    if target.suffix.lower().lstrip(".") != p.output_format:
-        target = target.with_name(target.name + f".{p.output_format}")
+    if target.suffix.lower().lstrip(".") != p.output_format:  # the format decides the extension
+        known = target.suffix.lower().lstrip(".") in OUTPUT_FORMATS
+        target = target.with_suffix(f".{p.output_format}") if known else target.with_name(
+            f"{target.name}.{p.output_format}")
     target.parent.mkdir(parents=True, exist_ok=True)
     speech = target.with_name(target.stem + ".tts.wav")
     s = synth_request(p)
@@ -116,9 +118,9 @@ def synthesize_and_convert(ws: Workspace, p: TtsRvcParams, model_dir: str, voice
     hooks.log(f"2/2 RVC: {voice.name}" + (f" with {Path(index).name}" if index else " (no index)"))
     conv = subset(p, ConvertParams)
     staging = target.parent / f".{target.stem}.rvc"
-    report = convert_files(ws, voice, [speech], conv, index_path=index, out_dir=staging,
-                           hooks=hooks.scaled(SPEECH_SHARE, 1.0), encoder_path=p.hubert or None)
     try:
+        report = convert_files(ws, voice, [speech], conv, index_path=index, out_dir=staging,
+                               hooks=hooks.scaled(SPEECH_SHARE, 1.0), encoder_path=p.hubert or None)
         if not report.converted:
             first = report.failed[0] if report.failed else None
             raise InvalidInputError("The CosyVoice take could not be converted" + (f": {first.error}" if first else "."),
@@ -132,7 +134,7 @@ def synthesize_and_convert(ws: Workspace, p: TtsRvcParams, model_dir: str, voice
     seconds = time.perf_counter() - t0
     write_json(target.with_name(target.name + ".json"), {
         "output": str(target), "speech": str(speech) if p.keep_speech else None, "text": s.text,
-        "cosyvoice": {"model_dir": model_dir, **to_dict(s)}, "rvc": {"voice": str(voice), "index": index,
+        "cosyvoice": {**to_dict(s), "model_dir": model_dir}, "rvc": {"voice": str(voice), "index": index,
                                                                    "params": to_dict(conv)},
         "seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     if not p.keep_speech:
