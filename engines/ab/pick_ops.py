@@ -66,6 +66,7 @@ class TournamentStart:
     target: float = param(0.95, min=0.6, max=0.999, step=0.01, help="Stop when P(leader is best) reaches this")
     accuracy: float = param(0.7, min=0.55, max=0.95, step=0.01,
                             help="How often a listener picks the truly better take (the model's assumption)")
+    hubert: str = param("", help="Content encoder for saves without previews (default: the configured one)")
 
 
 @operation("ab.tournament_start", params=TournamentStart, kind="listening", title="A/B: start a blind tournament",
@@ -74,7 +75,7 @@ class TournamentStart:
 def tournament_start_op(p: TournamentStart, hooks: Hooks, ws: Workspace) -> dict:
     from engines.ab import tournament
 
-    return tournament.start(ws, p.exp_name, p.models, p.clips, p.target, p.accuracy, p.top, hooks)
+    return tournament.start(ws, p.exp_name, p.models, p.clips, p.target, p.accuracy, p.top, hooks, p.hubert)
 
 
 @dataclass

@@ -131,7 +131,8 @@ def _default_clips(ws: Workspace, exp: str) -> list[str]:
 
 
 def start(ws: Workspace, exp: str, models: Sequence[str] = (), clips: Sequence[str] = (), target: float = TARGET,
-          accuracy: float = rm.ACCURACY, top: int = DEFAULT_TOP, hooks: Hooks | None = None) -> dict[str, Any]:
+          accuracy: float = rm.ACCURACY, top: int = DEFAULT_TOP, hooks: Hooks | None = None,
+          hubert: str = "") -> dict[str, Any]:
     """Create a tournament: render missing takes, match their loudness, pick the first pair."""
     from engines.rvc.infer.convert import ConvertParams, convert_files
     from engines.rvc.train.previews import PREVIEW_SEED
@@ -159,7 +160,8 @@ def start(ws: Workspace, exp: str, models: Sequence[str] = (), clips: Sequence[s
         converted = {}
         if missing:
             report = convert_files(ws, model, missing, ConvertParams(f0_method="pm", seed=PREVIEW_SEED),
-                                   index_path=None, out_dir=folder / "raw" / f"c{ci}", hooks=hooks.scaled(0, 0))
+                                   index_path=None, out_dir=folder / "raw" / f"c{ci}", hooks=hooks.scaled(0, 0),
+                                   encoder_path=hubert or None)
             converted = {str(Path(f.input).resolve()): f.output for f in report.files if f.ok}
         for s in sources:
             take = _preview_take(ws, exp, model, s) or converted.get(str(Path(s).resolve()))
@@ -245,7 +247,7 @@ def status(t: dict[str, Any], reveal: bool = False) -> dict[str, Any]:
     res = {"tournament": t["id"], "experiment": t["experiment"], "state": t["state"], "votes": len(t["votes"]),
            "target": t["target"], "leader": rows[lead]["label"], "leader_model": t["candidates"][lead]["model"]
            if show else "", "p_leader_best": rows[lead]["p_best"], "votes_left": left, "candidates": rows,
-           "pending": dict(pending) if pending else None, "level_lufs": t["level_lufs"],
+           "pending": {k: pending[k] for k in ("clip", "a_audio", "b_audio")} if pending else None, "level_lufs": t["level_lufs"],
            "winner": t["candidates"][t["winner"]]["model"] if finished and t.get("winner") is not None else None,
            "promoted": t.get("promoted")}
     res["summary"] = (f"{t['state']}: leader {res['leader']} P(best) {res['p_leader_best']:.0%} after "
