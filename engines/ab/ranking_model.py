@@ -158,7 +158,7 @@ def bt_strengths(k: int, votes: Sequence[Vote], prior_sd: float = 1.0, iters: in
 
 
 def simulate(k: int = 12, accuracy: float = 0.7, target: float = 0.95, runs: int = 200, seed: int = 0,
-             max_votes: int = 120, model_accuracy: float | None = None) -> dict[str, float]:
+             max_votes: int = 250, model_accuracy: float | None = None) -> dict[str, float]:
     """Tournaments against a listener who picks the truly better take with probability ``accuracy``.
 
     The true order is a hidden random permutation each run; the posterior assumes ``model_accuracy``
@@ -166,7 +166,7 @@ def simulate(k: int = 12, accuracy: float = 0.7, target: float = 0.95, runs: int
     best, and the mean number of votes.
     """
     rng = np.random.default_rng(seed)
-    right, total = 0, 0
+    right, total, capped = 0, 0, 0
     for run in range(runs):
         true_rank = rng.permutation(k)  # 0 = best
         post = OrderPosterior(k, model_accuracy or accuracy, seed=seed * 100_003 + run)
@@ -182,4 +182,6 @@ def simulate(k: int = 12, accuracy: float = 0.7, target: float = 0.95, runs: int
             n += 1
         right += int(true_rank[post.leader] == 0)
         total += n
-    return {"runs": runs, "found_best": right / runs, "mean_votes": total / runs, "all_pairs": k * (k - 1) // 2}
+        capped += int(n >= max_votes)
+    return {"runs": runs, "found_best": right / runs, "mean_votes": total / runs, "capped": capped,
+            "all_pairs": k * (k - 1) // 2}
