@@ -156,3 +156,25 @@ def test_every_save_of_a_tiny_training_run_is_scored_and_held_out_pieces_never_t
         assert s["heldout_mel_l1"] is not None and s["cer"] is not None
         assert {c["kind"] for c in rec["clips"]} == {"held-out"}
     assert set(scores["best"]) == {"speaker_similarity", "pitch_cents", "voicing_agreement", "cer", "heldout_mel_l1"}
+
+
+def test_train_tab_plots_scores_and_stars_the_best_save_in_the_table(ws):
+    from voicelab_ui.tabs.rvc_train.helpers import best_markdown, saved_rows, score_frame
+
+    ws.experiment_dir("ui").mkdir(parents=True)
+    ws.weights.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for epoch, sim, cents, cer, mel in ((1, 0.5, 80.0, 0.6, 3.0), (2, 0.8, 20.0, 0.2, 2.0), (3, 0.7, 40.0, 0.1, 2.5)):
+        model = ws.weights / f"ui_e{epoch}_s{epoch * 10}.pth"
+        model.write_bytes(b"0")
+        recs.append({"epoch": epoch, "step": epoch * 10, "model": str(model), "encoder": "resemblyzer",
+                     "scores": {"speaker_similarity": sim, "pitch_cents": cents, "voicing_agreement": 0.9, "cer": cer,
+                                "heldout_mel_l1": mel}})
+    (ws.experiment_dir("ui") / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = {r[1]: r[6:] for r in saved_rows(ws, "ui")}
+    assert rows["ui_e2_s20.pth"] == ["0.8 ★", "20 ★", "0.2", "2 ★"] and rows["ui_e3_s30.pth"][2] == "0.1 ★"
+    frame = score_frame(ws, "ui")
+    sim = frame[frame["series"] == "speaker sim"].set_index("epoch")["score"]
+    cents = frame[frame["series"] == "pitch err (cents)"].set_index("epoch")["score"]
+    assert sim[2] == 1.0 and sim[1] == 0.0 and cents[2] == 1.0 and cents[1] == 0.0  # 1 = best, whatever the unit
+    assert "CER: **epoch 3**" in best_markdown(ws, "ui")
