@@ -17,6 +17,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from engines.core.atomic import user_facing
 from engines.core.errors import VoiceLabError
 from engines.core.hooks import terminal_hooks
 from engines.core.jsonable import jsonable
@@ -29,7 +30,7 @@ COMMANDS_GROUP = "voicelab.commands"
 # In the order --help lists them.
 GROUP_HELP = {
     "dataset": "Create datasets from audio, show stats, list clips, transcribe",
-    "rvc": "RVC: preprocess, extract, train, index, convert, checkpoints",
+    "rvc": "RVC: preprocess, extract, train, index, convert, import, pretrained, checkpoints",
     "rvc ckpt": "Model files: info, extract a small model, merge two models",
     "cosyvoice": "CosyVoice: data prep, fine-tuning, averaging, model dirs, synthesis",
     "vendor": "Third-party source checkouts (upstream CosyVoice)",
@@ -85,7 +86,7 @@ def _add_operation(groups: _Groups, op: Operation, cmd: Command) -> None:
     add_arguments(p, op.params, skip=(*cmd.skip, *cmd.preset), positional=cmd.positional)
     p.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="No progress output")
-    p.set_defaults(func=_handler(op, cmd))
+    p.set_defaults(func=_handler(op, cmd), read_only=cmd.read_only)
 
 
 def _jobs_commands(sub: argparse._SubParsersAction) -> None:
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Workspace], int] | None = getattr(args, "func", None)
@@ -148,8 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        ws = Workspace.open(args.workspace, overrides={"device": args.device})
-        return int(handler(args, ws) or 0)
+        ws = Workspace.open(args.workspace, overrides={"device": args.device},
+                            create=not getattr(args, "read_only", False))
+        try:
+            return int(handler(args, ws) or 0)
+        except Exception as exc:  # a full disk anywhere gets the one clear message
+            friendly = user_facing(exc, ws.root)
+            if friendly is exc:
+                raise
+            raise friendly from exc
     except VoiceLabError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

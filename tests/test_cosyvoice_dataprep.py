@@ -168,7 +168,7 @@ def test_onnx_wrappers_follow_upstream_io(tmp_path):
 
 
 def test_split_rules():
-    from engines.cosyvoice.dataprep import Utterance, split_train_dev
+    from engines.cosyvoice.kaldi_data import Utterance, split_train_dev
 
     utts = [Utterance(f"s_{i:03d}", f"/w/{i}.wav", "t", "s") for i in range(40)]
     train, dev = split_train_dev(utts, 0.1, 7)

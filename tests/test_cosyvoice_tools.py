@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError
+from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks
 from engines.core.settings import Settings, Workspace
 from engines.cosyvoice import doctor as doctor_mod
@@ -29,7 +29,8 @@ from engines.cosyvoice.assemble import (
 )
 from engines.cosyvoice.average import average_checkpoints, select_checkpoints
 from engines.cosyvoice.model_dir import list_speakers
-from engines.cosyvoice.upstream import detect_version, missing_model_files, vendor_sync
+from engines.cosyvoice.upstream import detect_version, missing_model_files
+from engines.cosyvoice.vendor import vendor_sync
 
 V2_FILES = ("llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx")
 
@@ -78,9 +79,15 @@ def _fake_checkout(root: Path) -> Path:
         "cosyvoice/bin/train.py": "",
         "third_party/Matcha-TTS/matcha/__init__.py": "",
         "cosyvoice/cli/cosyvoice.py": textwrap.dedent("""\
+            import json
             import os
             import torch
-            LOADS, CALLS = [], []
+            LOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'calls.jsonl')
+
+
+            def record(*item):
+                with open(LOG, 'a') as f:
+                    f.write(json.dumps(item) + '\\n')
 
 
             class _Model:
@@ -103,25 +110,25 @@ def _fake_checkout(root: Path) -> Path:
                 def inference_sft(self, tts_text, spk_id, stream=False, speed=1.0, text_frontend=True):
                     assert spk_id in self.spk2info and self.spk2info[spk_id]['embedding'].shape == (1, 192)
                     assert not self.v3 or '<|endofprompt|>' in tts_text
-                    CALLS.append(('sft', tts_text, spk_id, speed))
+                    record('sft', tts_text, spk_id, speed)
                     yield self._out(tts_text, speed)
 
                 def inference_zero_shot(self, tts_text, prompt_text, prompt_wav, zero_shot_spk_id='', stream=False,
                                         speed=1.0, text_frontend=True):
                     assert os.path.exists(prompt_wav)
                     assert not self.v3 or '<|endofprompt|>' in prompt_text
-                    CALLS.append(('zero_shot', tts_text, prompt_text, speed))
+                    record('zero_shot', tts_text, prompt_text, speed)
                     yield self._out(tts_text, speed)
 
                 def inference_instruct2(self, tts_text, instruct_text, prompt_wav, zero_shot_spk_id='', stream=False,
                                         speed=1.0, text_frontend=True):
-                    CALLS.append(('instruct2', tts_text, instruct_text, speed))
+                    record('instruct2', tts_text, instruct_text, speed)
                     yield self._out(tts_text, speed)
 
 
             def AutoModel(**kwargs):
                 d = kwargs['model_dir']
-                LOADS.append(d)
+                record('load', d)
                 return _CosyVoice(d, os.path.exists(os.path.join(d, 'cosyvoice3.yaml')))
             """),
     })
@@ -152,14 +159,18 @@ def _make_model_dir(d: Path, version: str = "v2", speakers: dict | None = None, 
 
 @pytest.fixture
 def fake_upstream(tmp_path: Path):
+    from engines.cosyvoice.worker import stop_worker
+
     checkout = _fake_checkout(tmp_path / "CosyVoice")
-    synth.clear_cache()
-    saved_path = list(sys.path)
     yield checkout
-    synth.clear_cache()
-    sys.path[:] = saved_path
-    for name in [n for n in sys.modules if n == "cosyvoice" or n.startswith("cosyvoice.")]:
-        del sys.modules[name]
+    stop_worker()
+
+
+def _recorded(checkout: Path) -> tuple[list, list]:
+    """(loads, calls) the fake AutoModel wrote in the synthesis worker process."""
+    path = checkout / "cosyvoice" / "cli" / "calls.jsonl"
+    items = [tuple(json.loads(line)) for line in path.read_text().splitlines()] if path.is_file() else []
+    return [i[1] for i in items if i[0] == "load"], [i for i in items if i[0] != "load"]
 
 
 # -- vendor sync -------------------------------------------------------------------------------
@@ -178,7 +189,7 @@ def test_vendor_sync_clones_pinned_commit_with_submodule_then_updates(tmp_path: 
     # through the CLI, back to the first commit
     from engines.cli import main
 
-    assert main(["--workspace", str(tmp_path / "ws"), "vendor", "sync", "--url", str(repo), "--commit", first,
+    assert main(["--workspace", str(tmp_path / "ws"), "vendor", "sync", "--source", str(repo), "--commit", first,
                  "--dest", str(dest), "--quiet"]) == 0
     assert (dest / "README.md").read_text() == "one\n"
     with pytest.raises(Exception, match="not in the CosyVoice repository"):
@@ -187,7 +198,7 @@ def test_vendor_sync_clones_pinned_commit_with_submodule_then_updates(tmp_path: 
 
 # -- doctor ------------------------------------------------------------------------------------
 
-def test_doctor_missing_partial_complete(tmp_path: Path, fake_upstream: Path, monkeypatch) -> None:
+def test_doctor_missing_partial_and_failing_imports(tmp_path: Path, fake_upstream: Path) -> None:
     missing = doctor_mod.doctor(Settings(cosyvoice_repo=str(tmp_path / "nope")), tmp_path / "no_model",
                                 disk_path=tmp_path)
     assert not missing.ok and not missing.checkout["present"]
@@ -200,23 +211,26 @@ def test_doctor_missing_partial_complete(tmp_path: Path, fake_upstream: Path, mo
     model.mkdir()
     (model / "cosyvoice2.yaml").write_text("x: 1\n")
     (model / "llm.pt").write_bytes(b"x")
-    monkeypatch.setattr(doctor_mod, "UPSTREAM_MODULES", (("yaml", "pyyaml", ""), ("no_such_mod_xyz", "nsm==1.0", "")))
     partial = doctor_mod.doctor(Settings(cosyvoice_repo=str(fake_upstream)), model, disk_path=tmp_path)
     assert partial.checkout["present"] and partial.checkout["matcha"] and partial.checkout["commit"] is None
     assert partial.model["version"] == "v2"
-    assert partial.model["missing"] == ["flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx",
-                                        "CosyVoice-BlankEN/"]
-    assert [m["module"] for m in partial.modules["missing"]] == ["no_such_mod_xyz"]  # matcha found in the checkout
-    assert "'nsm==1.0'" in partial.modules["pip_command"]
+    assert partial.model["missing"] == {
+        "prepare": ["campplus.onnx", "speech_tokenizer_v2.onnx"],
+        "train": ["flow.pt", "CosyVoice-BlankEN/", "CosyVoice-BlankEN/config.json"],
+        "synth": ["flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v2.onnx", "CosyVoice-BlankEN/",
+                  "CosyVoice-BlankEN/config.json"]}
+    only_prepare = doctor_mod.inspect_model_dir(model, ["prepare"])
+    assert list(only_prepare["missing"]) == ["prepare"]
+    online = doctor_mod.inspect_model_dir(model, ["train"], online_features=True)
+    assert "speech_tokenizer_v2.batch.onnx" in online["missing"]["train"]
+    assert "speech_tokenizer_v2.batch.onnx" not in partial.model["missing"]["train"]
+    # the stand-in checkout has AutoModel but none of upstream's model code: the import probe says so
+    runtime = partial.runtime["modules"]
+    assert runtime["cosyvoice.cli.cosyvoice"]["ok"] and not runtime["cosyvoice.flow.flow_matching"]["ok"]
+    assert partial.runtime["torchaudio"] in ("voicelab stand-in",) or partial.runtime["torchaudio"].startswith("torchaudio")
+    assert any("`import cosyvoice.flow.flow_matching` fails" in p and "setup.sh" in p for p in partial.problems)
     assert any("ships no SFT speakers" in n for n in partial.notes)
-
-    _make_model_dir(model, "v2", speakers={"alice": [0.1] * 192})
-    monkeypatch.setattr(doctor_mod, "UPSTREAM_MODULES", (("yaml", "pyyaml", ""),))
-    complete = doctor_mod.doctor(Settings(cosyvoice_repo=str(fake_upstream)), model, disk_path=tmp_path)
-    assert complete.model["missing"] == [] and complete.model["speakers"] == ["alice"]
-    assert complete.onnxruntime["use"] == "CPUExecutionProvider"
-    assert complete.ok, complete.problems
-    assert complete.disk["free_bytes"] > 0 and "OK" in complete.to_text()
+    assert "FAILING" in partial.to_text()
 
 
 def test_doctor_falls_back_to_cpu_when_cuda_ep_cannot_load(monkeypatch) -> None:
@@ -364,8 +378,8 @@ def test_synthesize_through_automodel(tmp_path: Path, fake_upstream: Path) -> No
     hooks = Hooks(progress=lambda f, m: progress.append(m))
     out = synth.synthesize(model, "First sentence here. Second one is here.", "alice", speed=1.0,
                            out_path=tmp_path / "o.wav", hooks=hooks, checkout=fake_upstream)
-    fake = sys.modules["cosyvoice.cli.cosyvoice"]
-    assert fake.CALLS == [("sft", "First sentence here.", "alice", 1.0), ("sft", "Second one is here.", "alice", 1.0)]
+    loads, calls = _recorded(fake_upstream)
+    assert calls == [("sft", "First sentence here.", "alice", 1.0), ("sft", "Second one is here.", "alice", 1.0)]
     audio, sr = sf.read(out)
     assert sr == 24000 and len(audio) == 100 * (20 + 19) and abs(audio.mean() - 0.5) < 1e-3
     assert any("Sentence 2/2" in m for m in progress)
@@ -383,15 +397,15 @@ def test_synthesize_through_automodel(tmp_path: Path, fake_upstream: Path) -> No
                             checkout=fake_upstream)
     audio3, _ = sf.read(out3)
     assert abs(audio3.mean() - 0.5) < 1e-3 and len(audio3) == 50 * 16
-    assert len(fake.LOADS) == 1  # cached across calls
+    assert len(_recorded(fake_upstream)[0]) == 1  # loaded once, in one worker
     torch.save({"w": torch.ones(2)}, model / "hift.pt")
     os.utime(model / "hift.pt", ns=(1, 1))
     synth.synthesize(model, "Again please.", "alice", out_path=tmp_path / "o4.wav", checkout=fake_upstream)
-    assert len(sys.modules["cosyvoice.cli.cosyvoice"].LOADS) == 2  # weights changed -> reloaded
+    assert len(_recorded(fake_upstream)[0]) == 2  # weights changed -> reloaded in a new worker
 
     with pytest.raises(InvalidInputError, match="not in this model"):
         synth.synthesize(model, "Hi there.", "bob", out_path=tmp_path / "x.wav", checkout=fake_upstream)
-    with pytest.raises(InvalidModelError):
+    with pytest.raises(VoiceLabError, match="matches neither the llm nor the flow"):
         torch.save({"nope": torch.zeros(1)}, tmp_path / "bad.pt")
         synth.synthesize(model, "Hi there.", "alice", checkpoint=tmp_path / "bad.pt", out_path=tmp_path / "x.wav",
                          checkout=fake_upstream)
@@ -410,7 +424,7 @@ def test_v3_prompts_zero_shot_and_compare_grid(tmp_path: Path, fake_upstream: Pa
     assert [(i.preset, i.speed) for i in items] == [("neutral", 1.0), ("neutral", 1.25), ("happy", 1.0), ("happy", 1.25)]
     assert all(i.path.is_file() for i in items)
     assert len(sf.read(items[1].path)[0]) < len(sf.read(items[0].path)[0])
-    calls = sys.modules["cosyvoice.cli.cosyvoice"].CALLS
+    calls = _recorded(fake_upstream)[1]
     assert calls[0][1] == "You are a helpful assistant.<|endofprompt|>Hello world, friends."
     assert calls[2][1] == "You are a helpful assistant. Speak happily.<|endofprompt|>Hello world, friends."
 
@@ -418,9 +432,11 @@ def test_v3_prompts_zero_shot_and_compare_grid(tmp_path: Path, fake_upstream: Pa
     sf.write(prompt, [0.0] * 1600, 16000)
     synth.synthesize(model, "Say this.", mode="zero_shot", prompt_wav=prompt, prompt_text="Prompt words.",
                      out_path=tmp_path / "zs.wav", checkout=fake_upstream)
+    calls = _recorded(fake_upstream)[1]
     assert calls[-1] == ("zero_shot", "Say this.", "You are a helpful assistant.<|endofprompt|>Prompt words.", 1.0)
     synth.synthesize(model, "Say this.", mode="instruct", instruct="Speak slowly.", prompt_wav=prompt,
                      out_path=tmp_path / "in.wav", checkout=fake_upstream)
+    calls = _recorded(fake_upstream)[1]
     assert calls[-1] == ("instruct2", "Say this.", "Speak slowly.<|endofprompt|>", 1.0)
     with pytest.raises(InvalidInputError):
         synth.synthesize(model, "Say this.", mode="zero_shot", out_path=tmp_path / "zs2.wav", checkout=fake_upstream)

@@ -215,12 +215,32 @@ def write_standin_checkout(root: Path) -> Path:
         "cosyvoice/cli/cosyvoice.py": "",
         "cosyvoice/utils/__init__.py": "",
         "cosyvoice/utils/train_utils.py": FAKE_TRAIN_UTILS,
+        # what the yaml's !name: tags point at (hyperpyyaml imports them when the config loads)
+        "cosyvoice/dataset/__init__.py": "",
+        "cosyvoice/dataset/processor.py": "def batch(data, **kw):\n    return data\n\n\n"
+                                          "def padding(data, **kw):\n    return data\n",
         "cosyvoice/bin/train.py": STANDIN_TRAIN,
         "third_party/Matcha-TTS/matcha/__init__.py": "",
     }.items():
         (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
         (checkout / rel).write_text(text)
     return checkout
+
+
+def write_standin_shards(out: Path) -> Path:
+    """One parquet shard of two silent clips with tokens and embeddings, in our writer's layout."""
+    import numpy as np
+    import soundfile as sf
+
+    from engines.cosyvoice.parquet import UttRecord, write_shards
+
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(2):
+        wav = out / f"u{i}.wav"
+        sf.write(wav, np.zeros(24000, np.float32), 16000)
+        records.append(UttRecord(f"u{i}", str(wav), "Hello.", "spk", [0.1] * 192, [0.1] * 192, [1, 2, 3]))
+    return write_shards(records, out, 2).data_list
 
 
 def _make_setup(tmp_path: Path) -> tuple[Workspace, Path, Path]:
@@ -234,9 +254,7 @@ def _make_setup(tmp_path: Path) -> tuple[Workspace, Path, Path]:
     for name in ("llm.pt", "flow.pt"):
         torch.save(sd, base / name)
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "parquet_000000000.tar").write_bytes(b"x")
-    (data / "data.list").write_text("parquet_000000000.tar\n")
+    write_standin_shards(data)
     ws = Workspace(root=tmp_path / "ws", settings=Settings(cosyvoice_repo=str(checkout)))
     ws.ensure()
     return ws, base, data / "data.list"
@@ -423,7 +441,8 @@ def test_train_cancel_and_resume(tmp_path: Path) -> None:
     assert "--onnx_path " + str(base) in cmd and "--checkpoint " + str(base / "llm.pt") in cmd
     assert "--qwen_pretrain_path " + str(base / "CosyVoice-BlankEN") in cmd
     assert "--use_amp" not in cmd and "--ddp.dist_backend gloo" in cmd and "--num_workers 1" in cmd
-    assert any("launcher shims: deepspeed-stub, processgroup-options, cpu" in line for line in logs)
+    assert any("launcher shims: onnx-cpu-fallback, offline-features, deepspeed-stub, processgroup-options, cpu" in line
+               for line in logs)
     llm_ckpts = list_checkpoints(exp / "llm")
     assert [p.name for p in llm_ckpts] == ["epoch_0_whole.pt", "epoch_1_whole.pt", "epoch_2_whole.pt"]
     sd = torch_load(llm_ckpts[-1])

@@ -175,12 +175,10 @@ class AutoModel:
 
 
 def test_synth_jobs_single_and_grid_with_a_stand_in_automodel(tmp_path):
-    import sys
-
     import soundfile as sf
     import torch
 
-    from engines.cosyvoice import synth
+    from engines.cosyvoice.worker import stop_worker
 
     checkout = tmp_path / "CosyVoice"
     for rel, text in {"cosyvoice/__init__.py": "", "cosyvoice/cli/__init__.py": "",
@@ -198,7 +196,6 @@ def test_synth_jobs_single_and_grid_with_a_stand_in_automodel(tmp_path):
     from voicelab_ui.tabs.cosyvoice import synth_model_dirs
 
     assert synth_model_dirs(ws) == [str(model)]
-    saved_path = list(sys.path)
     runner = JobRunner(ws)
     try:
         one = _run(runner, "cosyvoice.synth", {"model": "tiny", "text": "Hello there.", "speaker": "alice",
@@ -217,10 +214,7 @@ def test_synth_jobs_single_and_grid_with_a_stand_in_automodel(tmp_path):
         wrong = _run(runner, "cosyvoice.synth", {"model": "tiny", "text": "Hi.", "speaker": "bob"})
         assert wrong.state == "failed" and "Speaker 'bob' is not in this model" in wrong.error
     finally:
-        synth.clear_cache()
-        sys.path[:] = saved_path
-        for name in [n for n in sys.modules if n == "cosyvoice" or n.startswith("cosyvoice.")]:
-            del sys.modules[name]
+        stop_worker()
 
 
 def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
@@ -247,7 +241,7 @@ def test_transcribe_and_vendor_sync_jobs(tmp_path, ws):
     subprocess.run([*git, "add", "README.md"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    sync = _run(runner, "cosyvoice.vendor_sync", {"url": str(src), "commit": head, "dest": str(tmp_path / "co")})
+    sync = _run(runner, "cosyvoice.vendor_sync", {"source": str(src), "commit": head, "dest": str(tmp_path / "co")})
     assert sync.state == "done", runner.read_log(sync.id)
     assert sync.result["commit"] == head and (tmp_path / "co" / "README.md").is_file()
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import gradio as gr
 
+from engines.core.errors import InvalidInputError
 from voicelab_ui.context import UIContext
 
 
@@ -23,21 +25,34 @@ def client_json(obj: Any) -> Any:
     return obj
 
 
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def job_id_arg(job_id: Any) -> str:
+    """A job id from an API client, or an InvalidInputError saying what a job id looks like."""
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise InvalidInputError(f"job_id must be a job id (text), got {job_id!r}.",
+                                "Job ids look like 20260101-120000-abc123 (the value a job endpoint returned).")
+    if not JOB_ID.match(job_id.strip()):
+        raise InvalidInputError(f"'{job_id[:80]}' is not a job id.", "Job ids look like 20260101-120000-abc123.")
+    return job_id.strip()
+
+
 def register(ctx: UIContext) -> None:
     def job_status(job_id: str) -> dict:
         """A job's record: state, progress, message, result paths, error."""
-        rec = ctx.runner.get(job_id.strip())
+        rec = ctx.runner.get(job_id_arg(job_id))
         if rec is None:
             raise gr.Error(f"No job with id {job_id}.")
         return client_json(dataclasses.asdict(rec))
 
     def job_log(job_id: str) -> str:
         """The job's whole log so far."""
-        return ctx.runner.read_log(job_id.strip())
+        return ctx.runner.read_log(job_id_arg(job_id))
 
     def cancel_job(job_id: str) -> bool:
         """Ask a queued or running job to stop; False when it already ended."""
-        return ctx.runner.cancel(job_id.strip())
+        return ctx.runner.cancel(job_id_arg(job_id))
 
     def workers() -> list:
         """The worker processes: lane, device, pid, busy with which job, idle for how long."""

@@ -7,6 +7,7 @@ import importlib
 import gradio as gr
 
 from voicelab_ui import api
+from voicelab_ui.guard import guard_endpoints
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import t
 from voicelab_ui.widgets import job_panel
@@ -46,4 +47,5 @@ def build_app(ctx: UIContext) -> gr.Blocks:
                     with gr.Tab(t(key), id=elem_id, elem_id=elem_id):
                         importlib.import_module(module).build(ctx)
         api.register(ctx)
+    guard_endpoints(demo)
     return demo

@@ -14,6 +14,7 @@ import gradio as gr
 
 from engines.core.errors import VoiceLabError
 from engines.core.jobs import FINAL_STATES, JobRecord
+from engines.core.ops import request_params
 from engines.core.params import choices_of, info_of, value_type
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import t, text
@@ -98,11 +99,17 @@ def user_error(exc: Exception) -> gr.Error:
 
 
 def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
-    """Submit a job and return its id; bad parameters become a visible gr.Error."""
+    """Submit a job and return its id; bad parameters and unconfined paths become a visible gr.Error."""
     try:
-        return ctx.runner.submit(op, params, title=title)
+        return ctx.runner.submit(op, request_params(ctx.ws, op, params), title=title)
     except Exception as exc:
         raise user_error(exc) from exc
+
+
+def finished_job(ctx: UIContext, marker: str) -> JobRecord | None:
+    """The job record named by a ``ctx.job_finished`` value ("<id>:<state>:<time>")."""
+    job_id = (marker or "").split(":", 1)[0]
+    return ctx.runner.get(job_id) if job_id else None
 
 
 def progress_html(rec: JobRecord | None) -> str:
@@ -170,8 +177,11 @@ def job_panel(ctx: UIContext) -> None:
         finished = gr.update()
         if prev and rec.state in FINAL_STATES and (rec.id != prev_id or prev_state not in FINAL_STATES):
             finished = f"{rec.id}:{rec.state}:{time.time():.3f}"
+        # Write the followed id only when it changes: a tick that read the old id must not undo a click
+        # that has just started (and stored) a new job while the tick was running.
         return (
-            rec.id, job_status_md(rec), progress_html(rec), ctx.runner.read_log(rec.id, LOG_TAIL_LINES),
+            rec.id if rec.id != job_id else gr.update(), job_status_md(rec), progress_html(rec),
+            ctx.runner.read_log(rec.id, LOG_TAIL_LINES),
             gr.update(interactive=rec.active), f"{rec.id}|{rec.state}", finished,
         )
 

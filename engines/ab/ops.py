@@ -28,7 +28,7 @@ from engines.core.settings import Workspace
 class ABRenderJob:
     session: str = param("", help="A/B session id to render (created by the A/B tab)")
     experiment: str = param("", help="Without a session: compare every saved checkpoint of this experiment")
-    source: str = param("", help="Without a session: the source clip")
+    source: str = param("", path="read", help="Without a session: the source clip")
     blind: bool = param(True, help="Blind mode: shuffle sides and hide labels until the vote")
     params: str = param("", help="JSON object of ConvertParams values for every candidate")
     checkpoints: list[str] = param(default_factory=list,
@@ -90,7 +90,8 @@ def render_cosyvoice_pending(ws: Workspace, blind: bool, hooks: Hooks) -> Any:
     out_dir = ws.root / "ab" / "cosyvoice" / stamp
     items = compare_grid(model_dir, rec.get("text", ""), rec.get("speaker") or None, out_dir,
                          speeds=[float(rec.get("speed", 1.0))], checkpoints=ckpts, seed=int(rec.get("seed", 0)),
-                         mode=rec.get("mode", "sft"), hooks=hooks, checkout=ws.settings.cosyvoice_repo)
+                         mode=rec.get("mode", "sft"), hooks=hooks, checkout=ws.settings.cosyvoice_repo,
+                         device=ws.settings.device)
     source = out_dir / "text.txt"
     source.write_text(rec.get("text", ""), encoding="utf-8")
     cands = [ab.Candidate(model=it.checkpoint or model_dir, label=Path(it.checkpoint).stem if it.checkpoint

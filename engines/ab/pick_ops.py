@@ -59,14 +59,14 @@ def scores_op(p: ScoresList, hooks: Hooks, ws: Workspace) -> dict:
 @dataclass
 class TournamentStart:
     exp_name: str = param(help="Experiment whose saves compete")
-    models: list[str] = param(default_factory=list, help="Saves (small models) to compare (default: best by scores "
+    models: list[str] = param(default_factory=list, path="read", help="Saves (small models) to compare (default: best by scores "
                                                           "plus the latest)")
     top: int = param(4, min=1, max=32, help="Without models: how many of the best-scored saves compete")
-    clips: list[str] = param(default_factory=list, help="Source clips, in rotation (default: the preview clips)")
+    clips: list[str] = param(default_factory=list, path="read", help="Source clips, in rotation (default: the preview clips)")
     target: float = param(0.95, min=0.6, max=0.999, step=0.01, help="Stop when P(leader is best) reaches this")
     accuracy: float = param(0.7, min=0.55, max=0.95, step=0.01,
                             help="How often a listener picks the truly better take (the model's assumption)")
-    hubert: str = param("", help="Content encoder for saves without previews (default: the configured one)")
+    hubert: str = param("", path="read", help="Content encoder for saves without previews (default: the configured one)")
 
 
 @operation("ab.tournament_start", params=TournamentStart, kind="listening", title="A/B: start a blind tournament",

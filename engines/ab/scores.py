@@ -48,12 +48,12 @@ class ScoreParams:
     """``ab.score``: score saves (default: every save with previews not scored yet)."""
 
     exp_name: str = param("", help="Experiment whose saves to score")
-    models: list[str] = param(default_factory=list, help="Small models to score (default: every save with previews)")
+    models: list[str] = param(default_factory=list, path="read", help="Small models to score (default: every save with previews)")
     encoder: str = param("auto", choices=("auto", "resemblyzer", "campplus"),
                          help="Speaker encoder: auto = campplus when a campplus.onnx is given, else resemblyzer")
-    campplus: str = param("", help="Path to CosyVoice's campplus.onnx (speaker similarity with campplus)")
+    campplus: str = param("", path="read", help="Path to CosyVoice's campplus.onnx (speaker similarity with campplus)")
     language: str = param("en", help="Language of the clips (the bundled Whisper tiny.en covers en only)")
-    asr_model: str = param("", help="Whisper model for the CER (empty = bundled tiny.en for English)")
+    asr_model: str = param("", path="read", help="Whisper model for the CER (empty = bundled tiny.en for English)")
     f0_method: str = param("pm", help="Pitch method for the pitch-fidelity score")
     redo: bool = param(False, help="Score again saves that already have scores")
 

@@ -218,7 +218,7 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
     """Convert the source with every candidate that has no cached output yet (one job)."""
     from engines.core.params import build, to_dict
     from engines.rvc.infer.convert import ConvertParams, load_models, vc_options
-    from engines.rvc.infer.pipeline import convert_file
+    from engines.rvc.infer.files import convert_file
     from engines.rvc.models import noise
 
     hooks = ensure_hooks(hooks)

@@ -7,12 +7,15 @@ posterior of :mod:`engines.ab.ranking_model`; the next pair is the most informat
 save is best, on the next clip in rotation, with sides shuffled. The tournament stops when
 ``P(leader is best)`` reaches its target (0.95 by default); a finished one can promote its winner to
 ``weights/<exp>.pth`` with the index beside it and the scores and result in ``weights/<exp>.json``.
+The matched takes live in ``<workspace>/ab/tournaments/<exp>/<id>/`` under random names, so the
+page can play them without a file name saying which save made them.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -152,7 +155,8 @@ def start(ws: Workspace, exp: str, models: Sequence[str] = (), clips: Sequence[s
     if not sources:
         raise InvalidInputError(f"Experiment '{exp}' has no clips to compare.", "Give --clips.")
     tid = time.strftime("t%Y%m%d-%H%M%S") + f"-{random.randrange(16 ** 4):04x}"
-    folder = tournaments_dir(ws, exp) / tid
+    folder = tournaments_dir(ws, exp) / tid  # raw conversions (named after their models: never served)
+    served = ws.root / "ab" / "tournaments" / safe_name(exp) / tid  # matched takes under random names (blind)
     raw: list[str] = []
     for ci, model in enumerate(chosen):
         hooks.progress(ci / len(chosen) * 0.9, f"takes of {Path(model).name}")
@@ -168,7 +172,7 @@ def start(ws: Workspace, exp: str, models: Sequence[str] = (), clips: Sequence[s
             if take is None:
                 raise InvalidInputError(f"{Path(model).name} could not convert {s}.")
             raw.append(take)
-    outs = [folder / f"c{ci}_k{k}.wav" for ci in range(len(chosen)) for k in range(len(sources))]
+    outs = [served / f"{secrets.token_hex(8)}.wav" for _ in range(len(chosen)) for _ in range(len(sources))]
     level, levels = match_loudness(raw, outs)
     from engines.rvc.checkpoints import model_info
 

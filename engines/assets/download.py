@@ -95,8 +95,14 @@ def _progress_bar_class(hooks: Hooks, label: str) -> type:
     return HookBar
 
 
-def _call_hub(fn: Callable, hooks: Hooks, label: str, **kwargs: Any) -> str:
-    """Call a huggingface_hub download function with our progress bar and the current endpoint."""
+_COPY_HINT = "copy the files from another install with `voicelab assets import --from DIR`"
+
+
+def call_hub(fn: Callable, hooks: Hooks, label: str, *, other_way: str = _COPY_HINT, **kwargs: Any) -> str:
+    """Call a huggingface_hub download function with our progress bar and the current endpoint.
+
+    ``other_way`` completes the failure hint with what else the user can do.
+    """
     params = inspect.signature(fn).parameters
     kwargs["endpoint"] = hf_endpoint()
     if "tqdm_class" in params:
@@ -109,19 +115,20 @@ def _call_hub(fn: Callable, hooks: Hooks, label: str, **kwargs: Any) -> str:
     except Exception as exc:  # network, 404, disk: all user-actionable
         raise VoiceLabError(
             f"Download of {label} from {where} failed: {type(exc).__name__}: {exc}",
-            "Check the connection (or the HF_ENDPOINT mirror) and run the same command again; "
-            "or copy the files from another install with `voicelab assets import --from DIR`.",
+            f"Check the connection (or the HF_ENDPOINT mirror) and run the same command again; or {other_way}.",
         ) from exc
 
 
-def _require_online() -> None:
+def require_online(other_way: str = _COPY_HINT) -> None:
+    """Refuse to download when HF_HUB_OFFLINE / VOICELAB_OFFLINE is set."""
     if _offline():
         raise VoiceLabError("Downloads are switched off (HF_HUB_OFFLINE / VOICELAB_OFFLINE is set).",
-                            "Unset it to download, or bring the files with `voicelab assets import --from DIR`.")
+                            f"Unset it to download, or {other_way}.")
 
 
-def _require_hub() -> Any:
-    _require_online()
+def require_hub(other_way: str = _COPY_HINT) -> Any:
+    """The huggingface_hub module, once downloads are allowed."""
+    require_online(other_way)
     try:
         import huggingface_hub
     except ImportError as exc:
@@ -131,24 +138,24 @@ def _require_hub() -> Any:
 
 def _fetch_hf(spec: AssetSpec, stage: Path, hooks: Hooks) -> Path:
     """Download ``spec`` from Hugging Face into ``stage``; returns the file or the folder to install."""
-    hub = _require_hub()
+    hub = require_hub()
     if not spec.hf_repo:
         raise VoiceLabError(f"No Hugging Face source is known for {spec.name}.",
                             "Try --source modelscope, or import it with `voicelab assets import --from DIR`.")
     if spec.kind == "file":
         filename = spec.hf_file or Path(spec.path).name
-        return Path(_call_hub(hub.hf_hub_download, hooks, f"{spec.hf_repo}/{filename}", repo_id=spec.hf_repo,
+        return Path(call_hub(hub.hf_hub_download, hooks, f"{spec.hf_repo}/{filename}", repo_id=spec.hf_repo,
                               filename=filename, revision=spec.hf_revision, local_dir=str(stage)))
     if spec.hf_files:
         for i, filename in enumerate(spec.hf_files):
             sub = hooks.scaled(i / len(spec.hf_files), (i + 1) / len(spec.hf_files))
-            _call_hub(hub.hf_hub_download, sub, f"{spec.hf_repo}/{filename}", repo_id=spec.hf_repo,
+            call_hub(hub.hf_hub_download, sub, f"{spec.hf_repo}/{filename}", repo_id=spec.hf_repo,
                       filename=filename, revision=spec.hf_revision, local_dir=str(stage))
         parents = {str(Path(f).parent) for f in spec.hf_files}
         common = os.path.commonpath(sorted(parents)) if parents else "."
         return stage / common if common not in ("", ".") else stage
     target = stage / "snapshot"
-    _call_hub(hub.snapshot_download, hooks, spec.hf_repo, repo_id=spec.hf_repo, revision=spec.hf_revision,
+    call_hub(hub.snapshot_download, hooks, spec.hf_repo, repo_id=spec.hf_repo, revision=spec.hf_revision,
               local_dir=str(target))
     return target
 
@@ -157,7 +164,7 @@ def _fetch_modelscope(spec: AssetSpec, stage: Path, hooks: Hooks) -> Path:
     if not spec.ms_repo:
         raise VoiceLabError(f"No ModelScope source is known for {spec.name}.",
                             "Use --source hf (a mirror works through HF_ENDPOINT), or `voicelab assets import --from DIR`.")
-    _require_online()
+    require_online()
     try:
         from modelscope.hub.file_download import model_file_download
         from modelscope.hub.snapshot_download import snapshot_download

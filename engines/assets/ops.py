@@ -27,20 +27,21 @@ def _render_check(res: dict) -> str:
         lines.append("\nFEATURE                READY  NEEDS")
         lines += [f"{name:<22} {'yes' if f['ready'] else 'no':<6} {', '.join(f['missing'])}"
                   for name, f in res["features"].items()]
-    if any(not a["ok"] and a["command"] for a in res["assets"]):
+    lines += [f"warning: {a['warning']}" for a in res["assets"] if a["warning"]]
+    if any(not a["usable"] and a["command"] for a in res["assets"]):
         lines.append("\nTo fix: voicelab assets download NAME...  |  voicelab assets import --from DIR")
     return "\n".join(lines)
 
 
 @operation("assets.check", params=AssetsCheckParams, kind="inline", title="Check model files",
            cli=Command("assets check", "Which model files are present, intact, and which features can run",
-                       positional=("names*",)), render=_render_check)
+                       positional=("names*",), read_only=True), render=_render_check)
 def check_op(p: AssetsCheckParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.assets.check import check_assets, feature_readiness, format_table
 
     statuses = check_assets(ws.settings, names=p.names or None, verify=p.verify, hooks=hooks)
     ready = feature_readiness(statuses)
-    bad = [s for s in statuses if s.status in ("wrong-size", "wrong-hash")]
+    bad = [s for s in statuses if s.status in ("wrong-size", "wrong-hash") and not s.usable]
     return {"assets": [s.to_dict() for s in statuses],
             "features": {k: {"ready": r, "missing": m} for k, (r, m) in ready.items()},
             "table": format_table(statuses), "exit_code": 1 if bad else 0}
@@ -64,7 +65,7 @@ def _render_list(res: dict) -> str:
 
 @operation("assets.list", params=AssetsListParams, kind="inline", title="Known model files",
            cli=Command("assets list", "Every asset the studio knows: where it goes and where it comes from",
-                       json_key="assets"), render=_render_list)
+                       json_key="assets", read_only=True), render=_render_list)
 def list_op(p: AssetsListParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.assets.manifest import asset_path, load_manifest
 
@@ -101,7 +102,7 @@ def download_op(params: AssetsDownloadParams, hooks: Hooks, ws: Workspace) -> di
 
 @dataclass
 class AssetsImportParams:
-    source_dir: str = param(flag="--from", help="Folder of an existing RVC WebUI / Applio / CosyVoice install")
+    source_dir: str = param(flag="--from", path="import_source", help="Folder of an existing RVC WebUI / Applio / CosyVoice install")
     copy: bool = param(False, help="Copy the files instead of symlinking them")
     names: list[str] = param(default_factory=list, help="Only these assets (default: all found)")
 

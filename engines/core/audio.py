@@ -12,8 +12,8 @@ path uses ``soxr.ResampleStream`` so a two-hour file is never held whole.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +21,14 @@ from typing import Iterator
 import numpy as np
 
 from engines.core.atomic import atomic_path
+from engines.core.audio_headers import (
+    aiff_header_rate,
+    flac_header_rate,
+    looks_like_text,
+    sniff,
+    wav_declared_frames,
+    wav_header_rate,
+)
 from engines.core.errors import AudioDecodeError, InvalidInputError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov"})
@@ -45,83 +53,30 @@ class AudioInfo:
     format: str  # container, e.g. "WAV", "mp4"
     codec: str  # e.g. "PCM_16", "aac"
     backend: str  # "soundfile" or "av"
+    declared_frames: int = 0  # what a WAV header claims when the file holds less (a truncated file)
+
+    @property
+    def truncated(self) -> bool:
+        return self.declared_frames > self.frames
+
+    def length_note(self) -> str:
+        """" (the file is truncated: its header declares 12.0 s)" for truncated files, else ""."""
+        if not self.truncated or not self.sample_rate:
+            return ""
+        return f" (the file is truncated: its header declares {self.declared_frames / self.sample_rate:.3f} s)"
+
+
+def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
+    """Raise a clear InvalidInputError when ``info``'s audio is shorter than ``stage`` needs."""
+    if info.duration < minimum:
+        raise InvalidInputError(
+            f"'{Path(info.path).name}' is too short for {stage}: {info.duration:.3f} s of audio"
+            f"{info.length_note()}; the minimum is {minimum:g} s.",
+            "Re-export or re-download the file, or use a longer recording.")
 
 
 # ---------------------------------------------------------------------------
 # probing
-
-
-_MAGIC = (
-    (b"RIFF", "WAV"),
-    (b"RF64", "WAV"),
-    (b"fLaC", "FLAC"),
-    (b"OggS", "Ogg"),
-    (b"ID3", "MP3"),
-    (b"FORM", "AIFF"),
-    (b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (b"\x30\x26\xb2\x75", "ASF/WMA"),
-)
-
-
-def _sniff(head: bytes) -> str | None:
-    """Name the container from its first bytes, or None when unrecognised."""
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "MP4/M4A"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF0) == 0xF0:
-        return "AAC (ADTS)"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "MP3"
-    return None
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
-    return printable / max(1, len(text)) > 0.95
-
-
-def _wav_header_rate(head: bytes) -> int | None:
-    """Sample rate in a RIFF/WAVE 'fmt ' chunk, if the header holds one."""
-    if not (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"):
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        if cid == b"fmt " and pos + 16 <= len(head):
-            return struct.unpack("<I", head[pos + 12 : pos + 16])[0]
-        pos += 8 + size + (size & 1)
-    return None
-
-
-def _flac_header_rate(head: bytes) -> int | None:
-    """Sample rate (20 bits) in a FLAC STREAMINFO block, if the header holds one."""
-    if not (head[:4] == b"fLaC" and len(head) >= 21 and head[4] & 0x7F == 0):
-        return None
-    return (head[18] << 12) | (head[19] << 4) | (head[20] >> 4)
-
-
-def _aiff_header_rate(head: bytes) -> int | None:
-    """Sample rate (80-bit float) in an AIFF 'COMM' chunk, if present."""
-    if not (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC")):
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack(">I", head[pos + 4 : pos + 8])[0]
-        if cid == b"COMM" and pos + 26 <= len(head):
-            exp_hi = struct.unpack(">H", head[pos + 16 : pos + 18])[0]
-            mant = struct.unpack(">Q", head[pos + 18 : pos + 26])[0]
-            exp = (exp_hi & 0x7FFF) - 16383 - 63
-            return int(mant * 2.0**exp) if mant else 0
-        pos += 8 + size + (size & 1)
-    return None
 
 
 def _fail(path: Path, reason: str, hint: str = "") -> AudioDecodeError:
@@ -148,17 +103,21 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
         raise _fail(p, "the file is empty (0 bytes)", "Re-export or re-download it.")
     with open(p, "rb") as fh:
         head = fh.read(4096)
-    for header_rate in (_wav_header_rate(head), _flac_header_rate(head), _aiff_header_rate(head)):
+    for header_rate in (wav_header_rate(head), flac_header_rate(head), aiff_header_rate(head)):
         if header_rate == 0:
             raise _fail(p, "its header declares a sample rate of 0 Hz", _CONVERT_HINT)
 
     info = _probe_soundfile(p)
     if info is None:
         info = _probe_av(p, head)
+    declared = wav_declared_frames(head)
+    if info.backend == "soundfile" and declared > info.frames:
+        info = dataclasses.replace(info, declared_frames=declared)
     if info.sample_rate <= 0:
         raise _fail(p, "its header declares a sample rate of 0 Hz", _CONVERT_HINT)
     if info.frames <= 0 and info.backend == "soundfile":
-        raise _fail(p, "it contains no audio samples (zero-length)", "Re-export it with some audio in it.")
+        raise _fail(p, "it contains no audio samples (zero-length)" + info.length_note(),
+                    "Re-export it with some audio in it.")
     return info
 
 
@@ -168,27 +127,36 @@ def _probe_soundfile(p: Path) -> AudioInfo | None:
 
     try:
         with sf.SoundFile(str(p)) as f:
-            if f.samplerate <= 0 or f.frames <= 0:
-                return AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames), 0.0,
-                                 f.format, f.subtype, "soundfile")
-            f.read(min(f.frames, 4096), dtype="float32")
-            return AudioInfo(str(p), int(f.samplerate), int(f.channels), int(f.frames),
-                             f.frames / f.samplerate, f.format, f.subtype, "soundfile")
+            rate, channels, frames, fmt, subtype = int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype
+            first = f.read(min(frames, 4096), dtype="float32") if rate > 0 and frames > 0 else None
     except Exception:  # libsndfile refuses: let PyAV try (and explain)
         return None
+    if first is None:
+        return AudioInfo(str(p), rate, channels, frames, 0.0, fmt, subtype, "soundfile")
+    _check_finite(p, first, 0, rate)
+    return AudioInfo(str(p), rate, channels, frames, frames / rate, fmt, subtype, "soundfile")
+
+
+def _check_finite(p: Path, block: np.ndarray, offset: int, rate: int) -> None:
+    """Refuse NaN/infinite samples (a float file gone bad): they would poison every step after."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        first = offset + int(np.argmax(bad.reshape(block.shape[0], -1).any(axis=1)))
+        raise _fail(p, f"it holds non-finite samples (NaN or infinity), the first at {first / max(1, rate):.3f} s",
+                    "The file is corrupt (a float WAV with invalid values): re-export it from the source.")
 
 
 def _probe_av(p: Path, head: bytes) -> AudioInfo:
     import av
 
-    kind = _sniff(head)
+    kind = sniff(head)
     try:
         container = av.open(str(p), "r")
     except (av.error.InvalidDataError, av.error.EOFError) as exc:
         if kind:
             raise _fail(p, f"the data is corrupt or truncated (looks like {kind} but cannot be parsed)",
                         _CONVERT_HINT) from exc
-        if _looks_like_text(head):
+        if looks_like_text(head):
             raise _fail(p, "it is not audio (it is a text file)", "Select an audio file.") from exc
         raise _fail(p, "it is not audio (unrecognised file format)", "Select an audio file.") from exc
     except av.error.FFmpegError as exc:
@@ -220,7 +188,7 @@ def _probe_av(p: Path, head: bytes) -> AudioInfo:
         except av.error.FFmpegError as exc:
             raise _fail(p, f"the audio data is corrupt ({exc.strerror or exc})", _CONVERT_HINT) from exc
         if got == 0:
-            if kind is None and _looks_like_text(head):
+            if kind is None and looks_like_text(head):
                 raise _fail(p, "it is not audio (it is a text file)", "Select an audio file.")
             raise _fail(p, "it contains no audio samples (zero-length or corrupt data)", _CONVERT_HINT)
         fmt = container.format.name.split(",")[0]
@@ -299,7 +267,10 @@ def _iter_decoded(p: Path, info: AudioInfo, sr: int | None, block_seconds: float
     block_frames = max(1024, int(block_seconds * src_rate))
     blocks = (_to_float_blocks_soundfile if info.backend == "soundfile" else _to_float_blocks_av)(p, block_frames)
     stream = None
+    decoded = 0
     for block in blocks:
+        _check_finite(p, block, decoded, src_rate)
+        decoded += block.shape[0]
         if mono:
             block = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
         if sr and sr != src_rate:
@@ -328,6 +299,15 @@ def load_audio(path: str | os.PathLike, sr: int | None = None, mono: bool = True
     return (parts[0] if len(parts) == 1 else np.concatenate(parts)), rate
 
 
+def check_audio_file(path: str | os.PathLike, minimum: float, stage: str) -> AudioInfo:
+    """Decode all of ``path`` once (bounded memory) and refuse it when unusable or too short for ``stage``."""
+    info = probe_audio(path)
+    require_duration(info, minimum, stage)
+    for _ in _iter_decoded(Path(path), info, None, 30.0, True):
+        pass
+    return info
+
+
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """High-quality (soxr HQ) resampling of a whole array; a copy-free no-op when rates match."""
     if int(sr_in) == int(sr_out):
@@ -335,6 +315,34 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(np.asarray(x, dtype=np.float32), int(sr_in), int(sr_out), quality=_RESAMPLE_QUALITY)
+
+
+def as_mono(audio: object, what: str, *, keep_float64: bool = False) -> np.ndarray:
+    """1-D float samples for an analysis step (``what`` names the step in errors).
+
+    Takes ``(n,)``, ``(1, n)`` or ``(n, 1)`` numpy arrays or torch tensors of
+    float samples; other shapes, integer samples, empty and non-finite audio
+    are refused with what to do. float32 out, or float64 kept when the input
+    is float64 and ``keep_float64`` (Praat and WORLD work in float64, as
+    upstream RVC feeds them).
+    """
+    if hasattr(audio, "detach"):  # a torch tensor (without importing torch here)
+        audio = audio.detach().cpu().numpy()  # type: ignore[attr-defined]
+    x = np.asarray(audio)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise InvalidInputError(f"{what} needs mono audio; got an array of shape {x.shape}.",
+                                "Mix down to one channel and resample to 16 kHz first.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidInputError(f"{what} needs float audio in -1..1, got {x.dtype} samples.",
+                                "Decode with engines.core.audio (load_audio / iter_audio).")
+    if x.size == 0:
+        raise InvalidInputError(f"{what}: the audio is empty.", "Give at least a few milliseconds of audio.")
+    if not np.isfinite(x).all():
+        raise InvalidInputError(f"{what}: the audio contains NaN or infinite samples.",
+                                "Check the decoder or the previous step.")
+    return np.ascontiguousarray(x, dtype=np.float64 if keep_float64 and x.dtype == np.float64 else np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -382,7 +390,7 @@ def write_audio(
     data = np.asarray(x, dtype=np.float32)
     if data.ndim not in (1, 2):
         raise InvalidInputError(f"Audio must be 1-D or (samples, channels); got shape {data.shape}.")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, need_bytes=_size_estimate(data, name, subtype)) as tmp:
         if name in _SF_WRITERS:
             import soundfile as sf
 
@@ -391,6 +399,12 @@ def write_audio(
         else:
             _write_av(tmp, data, sr, *_AV_WRITERS[name])
     return target
+
+
+def _size_estimate(data: np.ndarray, fmt: str, subtype: str | None) -> int:
+    """About how many bytes ``data`` takes as ``fmt`` (for the free-space check before writing)."""
+    per_sample = {"wav": 4 if subtype in ("FLOAT", "PCM_32") else 2, "flac": 2}.get(fmt, 0.25)
+    return int(data.size * per_sample) + 4096
 
 
 def _write_av(tmp: Path, data: np.ndarray, sr: int, container_fmt: str, codec: str,

@@ -33,6 +33,24 @@ class InvalidModelError(InvalidInputError):
     """A file is not the kind of model it was given as."""
 
 
+class DiskFullError(VoiceLabError):
+    """A write did not fit: the message names the folder, what is free and about what was needed."""
+
+    def __init__(self, path: str, free_bytes: int, need_bytes: int | None = None) -> None:
+        mb = 1024 * 1024
+        need = f", need about {max(1, round(need_bytes / mb))} MB" if need_bytes else ""
+        super().__init__(f"disk full at {path}: {free_bytes // mb} MB free{need}.",
+                         "Free some space (or move the workspace with --workspace) and run it again; "
+                         "nothing half-written was kept.")
+        self.path = path
+        self.free_bytes = free_bytes
+        self.need_bytes = need_bytes
+
+
+class UnsafeFileError(InvalidModelError):
+    """A file asks to run code or rebuild objects when loaded (a malicious or foreign pickle); it was not loaded."""
+
+
 class MissingAssetError(VoiceLabError):
     """A weight file the operation needs is not on disk.
 

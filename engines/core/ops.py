@@ -38,7 +38,8 @@ class Command:
     ``preset`` fixes some parameters for this spelling (e.g. ``dataset create`` is the import
     operation with ``must="new"``); ``positional`` fields are arguments instead of options;
     ``skip`` hides options this spelling does not use; ``json_key`` names the part of the
-    result that ``--json`` prints (default: all of it).
+    result that ``--json`` prints (default: all of it); ``read_only`` commands leave the
+    disk as they found it (no workspace folders made).
     """
 
     path: str
@@ -47,6 +48,7 @@ class Command:
     preset: Mapping[str, Any] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
     json_key: str = ""
+    read_only: bool = False  # only looks: the CLI opens the workspace without creating its folders
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,22 @@ def get_operation(name: str) -> Operation:
     if name not in ops:
         raise InvalidInputError(f"Unknown operation '{name}'.", f"Known: {', '.join(sorted(ops))}")
     return ops[name]
+
+
+def request_params(ws: Workspace, name: str, values: dict | Any) -> Any:
+    """The params of a request from the page or the HTTP API: validated, every declared path confined.
+
+    The studio submits jobs and runs quick operations with these (the command line does not:
+    it is the local user's own shell).
+    """
+    import dataclasses
+
+    from engines.core.params import build
+    from engines.core.paths import confine_params
+
+    op = get_operation(name)
+    obj = values if dataclasses.is_dataclass(values) else build(op.params, dict(values or {}))
+    return confine_params(ws, obj)
 
 
 def run_inline(name: str, params: dict | Any, ws: Workspace, hooks: Hooks | None = None) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -20,6 +21,8 @@ from typing import Any, Sequence, TypeVar
 from engines.core.errors import InvalidInputError
 
 T = TypeVar("T")
+# Values a device field may hold (they are handed to torch, onnxruntime or a subprocess as given).
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]{1,2})?"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class ParamInfo:
     flag: str | None = None  # CLI spelling if not --field-name
     label: str | None = None  # UI label if not derived from the name
     cli: bool = True  # expose on the CLI
+    # A server path the request names: its kind in the path policy (engines.core.paths), e.g. "read".
+    path: str | None = None
+    pattern: str | None = None  # a text value must match this regular expression (whole value)
 
 
 def param(
@@ -45,10 +51,13 @@ def param(
     flag: str | None = None,
     label: str | None = None,
     cli: bool = True,
+    path: str | None = None,
+    pattern: str | None = None,
     default_factory: Any = MISSING,
 ) -> Any:
-    """A dataclass field carrying its help, range and choices."""
-    info = ParamInfo(help, min, max, step, tuple(choices) if choices is not None else None, flag, label, cli)
+    """A dataclass field carrying its help, range and choices (and, for server paths, their policy kind)."""
+    info = ParamInfo(help, min, max, step, tuple(choices) if choices is not None else None, flag, label, cli, path,
+                     pattern)
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata={"param": info})
     return field(default=default, metadata={"param": info})
@@ -90,6 +99,7 @@ def validate(obj: T) -> T:
         tp = value_type(type(obj), f)
         if value is None:
             continue
+        value = _shape(f.name, tp, value)
         try:
             if tp is int and not isinstance(value, bool):
                 value = int(value)
@@ -101,11 +111,40 @@ def validate(obj: T) -> T:
             raise InvalidInputError(f"{f.name}: '{value}' is not a valid {tp.__name__}.") from exc
         if info.min is not None and value < info.min or info.max is not None and value > info.max:
             raise InvalidInputError(f"{f.name} must be between {info.min} and {info.max} (got {value}).")
+        if info.pattern and isinstance(value, str) and not re.fullmatch(info.pattern, value):
+            raise InvalidInputError(f"{f.name}: '{value[:80]}' is not accepted here.",
+                                    f"Give a value of the form {info.pattern.replace('|', ' | ')}.")
         choices = choices_of(type(obj), f)
         if choices is not None and value not in choices:
             raise InvalidInputError(f"{f.name} must be one of {', '.join(map(str, choices))} (got {value!r}).")
         object.__setattr__(obj, f.name, value)
     return obj
+
+
+def _shape(name: str, tp: Any, value: Any) -> Any:
+    """Text fields hold text and list fields lists of scalars (API clients can send anything)."""
+    import os
+
+    is_list = typing.get_origin(tp) in (list, tuple)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if is_list:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise InvalidInputError(f"{name}: expected a list, got {type(value).__name__}.")
+        items = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        bad = [v for v in items if isinstance(v, (dict, list, tuple, set)) or v is None]
+        if bad:
+            raise InvalidInputError(f"{name}: every item must be a single value (got {type(bad[0]).__name__}).")
+        return items
+    if tp is str and isinstance(value, (dict, list, tuple, set, bytes)):
+        raise InvalidInputError(f"{name}: expected text, got {type(value).__name__}.")
+    if tp is str and not isinstance(value, str):
+        value = str(value)
+    if tp is str and "\0" in value:
+        raise InvalidInputError(f"{name}: text must not contain NUL characters.")
+    return value
 
 
 def build(cls: type[T], values: dict[str, Any]) -> T:

@@ -37,6 +37,9 @@ class Settings:
     hubert_path: str = ""  # default: <assets>/hubert/hubert_base.pt
     rmvpe_path: str = ""  # default: <assets>/rmvpe/rmvpe.pt
     cosyvoice_repo: str = str(PROJECT_ROOT / "vendor" / "CosyVoice")
+    # Where `vendor sync` fetches upstream from ("" = GitHub): a URL, a local clone/mirror or a .bundle file.
+    cosyvoice_source: str = ""
+    matcha_source: str = ""
     language: str = "auto"  # auto | en | zh-CN
     light_workers: int = 2  # worker processes of the CPU lane
     # The warm listening worker (conversions, A/B, previews) stops after this long without a request.
@@ -47,6 +50,15 @@ class Settings:
     reattach_jobs: bool = True
     # Server folders (besides the workspace) the page may import from, separated by os.pathsep.
     import_roots: str = ""
+    # HTTPS: a self-signed certificate made once into <workspace>/tls, or the user's own pair.
+    https: bool = False
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    # Caches the studio cleans by age and size (0 = no limit): uploads and A/B renders.
+    upload_cache_hours: int = 24
+    upload_cache_mb: int = 4096
+    ab_cache_days: int = 30
+    ab_cache_mb: int = 4096
 
     # name -> environment variable
     ENV = {
@@ -59,12 +71,21 @@ class Settings:
         "hubert_path": "VOICELAB_HUBERT",
         "rmvpe_path": "VOICELAB_RMVPE",
         "cosyvoice_repo": "VOICELAB_COSYVOICE_REPO",
+        "cosyvoice_source": "VOICELAB_COSYVOICE_SOURCE",
+        "matcha_source": "VOICELAB_MATCHA_SOURCE",
         "language": "VOICELAB_LANGUAGE",
         "light_workers": "VOICELAB_LIGHT_WORKERS",
         "listen_idle_seconds": "VOICELAB_LISTEN_IDLE_SECONDS",
         "listen_gpu_mb": "VOICELAB_LISTEN_GPU_MB",
         "reattach_jobs": "VOICELAB_REATTACH_JOBS",
         "import_roots": "VOICELAB_IMPORT_ROOTS",
+        "https": "VOICELAB_HTTPS",
+        "ssl_cert": "VOICELAB_SSL_CERT",
+        "ssl_key": "VOICELAB_SSL_KEY",
+        "upload_cache_hours": "VOICELAB_UPLOAD_CACHE_HOURS",
+        "upload_cache_mb": "VOICELAB_UPLOAD_CACHE_MB",
+        "ab_cache_days": "VOICELAB_AB_CACHE_DAYS",
+        "ab_cache_mb": "VOICELAB_AB_CACHE_MB",
     }
 
     def resolved_hubert(self) -> Path:
@@ -89,7 +110,8 @@ def _coerce(name: str, raw: Any) -> Any:
 
 
 # settings.toml may group keys in tables: [server] host/port/lan/auth, [cosyvoice] repo, ...
-_TOML_ALIASES = {("cosyvoice", "repo"): "cosyvoice_repo", ("assets", "dir"): "assets_dir"}
+_TOML_ALIASES = {("cosyvoice", "repo"): "cosyvoice_repo", ("cosyvoice", "source"): "cosyvoice_source",
+                 ("cosyvoice", "matcha_source"): "matcha_source", ("assets", "dir"): "assets_dir"}
 
 
 def _flatten_toml(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,10 +163,13 @@ class Workspace:
     settings: Settings = field(default_factory=Settings)
 
     @classmethod
-    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> "Workspace":
+    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+             create: bool = True) -> "Workspace":
+        """The workspace at ``workspace`` (default: $VOICELAB_HOME or ./runtime); ``create`` makes its folders."""
         root = resolve_workspace(workspace)
         ws = cls(root=root, settings=load_settings(overrides, workspace=root))
-        ws.ensure()
+        if create:
+            ws.ensure()
         return ws
 
     def ensure(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from engines.core.hooks import Hooks
 from engines.core.ops import operation
-from engines.core.params import param
+from engines.core.params import DEVICE_PATTERN, param
 from engines.core.settings import Workspace
 
 
@@ -16,7 +16,7 @@ from engines.core.settings import Workspace
 class BenchmarkParams:
     seconds: float = param(5.0, help="How long to measure", min=1, max=3600)
     size: int = param(1024, help="Matrix size", min=64, max=8192)
-    device: str = param("auto", help="auto, cpu, cuda or cuda:N")
+    device: str = param("auto", help="auto, cpu, cuda or cuda:N", pattern=DEVICE_PATTERN)
 
 
 @operation("system.benchmark", params=BenchmarkParams, kind="training", title="Machine throughput check")

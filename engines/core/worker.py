@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
+from engines.core.atomic import user_facing
 from engines.core.errors import Cancelled, VoiceLabError
 
 PROGRESS_EVERY = 0.2  # seconds between progress writes (the final one is always written)
@@ -204,6 +205,8 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             state = "cancelled"
             store.finish(job_id, "cancelled", message="Cancelled")
         except BaseException as exc:  # noqa: BLE001 - a user error, a bug, the environment: report it, keep serving
+            if isinstance(exc, Exception):
+                exc = user_facing(exc, ws.root)  # a full disk, wherever it struck, is the user's to fix: say so
             known = isinstance(exc, VoiceLabError)
             rep.log(f"ERROR: {exc}" if known else "ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
             trouble = gpu_trouble(exc, rec.params)

@@ -1,56 +1,42 @@
 """`voicelab cosyvoice doctor`: is everything CosyVoice needs in place?
 
-Checks the upstream checkout (present, commit vs. our pin), the Python
-modules upstream imports, a model dir (version and missing files),
-onnxruntime's execution providers (a CUDA EP that is listed but cannot
-load is reported and the CPU EP used instead) and free disk. The report
-is plain data so the CLI (text or ``--json``) and the tab show the same.
+It checks what it says by doing it: the upstream checkout (present, commit
+vs. our pins, the Matcha-TTS submodule), then it starts a process with the
+environment our launcher and synthesis worker give upstream and imports
+there what upstream imports (``engines.cosyvoice.runtime_probe``:
+``torchaudio`` or our stand-in, ``torch._dynamo``, ``matcha``,
+``cosyvoice.cli.cosyvoice``, ``cosyvoice.flow.flow_matching``, ...). A
+model dir is checked for every file the chosen steps open (the
+``*.batch.onnx`` tokenizer only for training on data without speech
+tokens, the one case where upstream loads it). Also onnxruntime's
+execution providers (a CUDA EP that is listed but cannot load is reported
+and the CPU EP used instead) and free disk. The report is plain data so
+the CLI (text or ``--json``) and the tab show the same.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import shutil
+import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from engines.cosyvoice import upstream
 
-# (import name, pip requirement, what needs it). Matcha comes from the checkout's submodule.
-UPSTREAM_MODULES: tuple[tuple[str, str, str], ...] = (
-    ("hyperpyyaml", "HyperPyYAML==1.2.3", "reading model yaml files"),
-    ("conformer", "conformer==0.3.2", "flow encoder"),
-    ("diffusers", "diffusers==0.29.0", "flow decoder"),
-    ("lightning", "lightning==2.2.4", "Matcha-TTS modules"),
-    ("hydra", "hydra-core==1.3.2", "Matcha-TTS modules"),
-    ("omegaconf", "omegaconf==2.3.0", "flow matching config"),
-    ("x_transformers", "x-transformers==2.11.24", "CosyVoice3 DiT flow"),
-    ("inflect", "inflect==7.3.1", "English text frontend"),
-    ("wget", "wget==3.2", "imported by upstream utilities"),
-    ("gdown", "gdown==5.1.0", "imported by Matcha-TTS"),
-    ("whisper", "openai-whisper==20231117", "whisper mel features and v1 tokenizer"),
-    ("modelscope", "modelscope", "imported by the inference frontend"),
-    ("torchaudio", "torchaudio", "upstream audio loading (match your torch version)"),
-    ("transformers", "transformers", "Qwen2 language model"),
-    ("pyarrow", "pyarrow", "parquet training data"),
-    ("onnxruntime", "onnxruntime", "campplus and speech tokenizer"),
-    ("librosa", "librosa", "mel filters"),
-    ("tensorboard", "tensorboard", "training summaries"),
-    ("pyworld", "pyworld", "f0 for hifigan data"),
-    ("yaml", "pyyaml", "checkpoint info files"),
-)
-OPTIONAL_MODULES: tuple[tuple[str, str, str], ...] = (
-    ("deepspeed", "deepspeed", "train_engine deepspeed (torch_ddp works without it)"),
-    ("wetext", "wetext==0.0.4", "text normalisation (skipped when missing)"),
-)
+STEPS = ("prepare", "train", "synth")
+SETUP_COMMAND = "bash scripts/setup.sh studio"
+PROBE_TIMEOUT_S = 300
 
 
 @dataclass
 class DoctorReport:
     checkout: dict = field(default_factory=dict)
-    modules: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)
     model: dict | None = None
     onnxruntime: dict = field(default_factory=dict)
     disk: dict = field(default_factory=dict)
@@ -72,31 +58,35 @@ class DoctorReport:
         if c.get("present"):
             pin = "matches the pinned commit" if c.get("matches_pin") else f"pinned: {upstream.PINNED_COMMIT[:12]}"
             lines.append(f"Checkout:    {c['path']} at {str(c.get('commit') or 'unknown')[:12]} ({pin})")
-            lines.append(f"Matcha-TTS:  {'present' if c.get('matcha') else 'MISSING'}")
+            matcha = c.get("matcha_commit")
+            lines.append(f"Matcha-TTS:  {matcha[:12] if matcha else ('present' if c.get('matcha') else 'MISSING')}")
         else:
             lines.append(f"Checkout:    MISSING at {c.get('path')} -> run: {upstream.SYNC_COMMAND}")
-        m = self.modules
-        if m.get("missing"):
-            lines.append(f"Modules:     missing {', '.join(x['module'] for x in m['missing'])}")
-            lines.append(f"             install: {m['pip_command']}")
-        else:
-            lines.append("Modules:     all upstream modules importable")
-        if m.get("optional_missing"):
-            lines.append(f"Optional:    not installed: {', '.join(x['module'] for x in m['optional_missing'])}")
+        r = self.runtime
+        if r.get("modules"):
+            failed = [m for m, v in r["modules"].items() if not v.get("ok")]
+            lines.append(f"Runtime:     torch {r.get('torch', '?')}, torchaudio: {r.get('torchaudio') or 'none'}"
+                         + (", CUDA" if r.get("cuda") else ", CPU"))
+            lines.append("Imports:     " + ("all upstream imports work" if not failed else "FAILING " + ", ".join(failed)))
+            for name in failed:
+                lines.append(f"             {name}: {r['modules'][name].get('error', '')}")
+        elif r.get("error"):
+            lines.append(f"Runtime:     could not start an upstream process: {r['error']}")
         if self.model is not None:
             md = self.model
             if not md.get("present"):
                 lines.append(f"Model dir:   MISSING {md['path']}")
             else:
-                lines.append(f"Model dir:   {md['path']} ({md.get('version') or 'unknown version'})")
-                if md.get("missing"):
-                    lines.append(f"             missing: {', '.join(md['missing'])}")
+                lines.append(f"Model dir:   {md['path']} ({md.get('version') or 'unknown version'}; "
+                             f"checked for: {', '.join(md.get('steps', []))})")
+                for step, names in (md.get("missing") or {}).items():
+                    lines.append(f"             {step}: missing {', '.join(names)}")
                 if md.get("speakers") is not None:
                     lines.append(f"             speakers in spk2info.pt: {len(md['speakers'])}")
         o = self.onnxruntime
         if o.get("installed"):
             lines.append(f"onnxruntime: {o.get('version')} using {o.get('use')} (available: {', '.join(o.get('available', []))})")
-        else:
+        elif o:
             lines.append("onnxruntime: NOT INSTALLED")
         d = self.disk
         if d:
@@ -108,30 +98,90 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def find_missing_modules(extra_paths: list[str] | None = None,
-                         modules: tuple[tuple[str, str, str], ...] = UPSTREAM_MODULES) -> list[dict]:
-    """Modules from ``modules`` that cannot be found (``extra_paths`` searched too)."""
-    added = [p for p in (extra_paths or []) if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        missing = []
-        for name, pip, why in modules:
-            try:
-                found = importlib.util.find_spec(name) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                missing.append({"module": name, "pip": pip, "why": why})
-        return missing
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
+_PROBES: dict[tuple, dict] = {}
+_PROBE_LOCK = threading.Lock()
 
 
-def pip_command(missing: list[dict]) -> str:
-    reqs = [m["pip"] for m in missing if m["module"] != "matcha"]
-    return f"{sys.executable} -m pip install " + " ".join(f"'{r}'" if any(c in r for c in "<>=") else r for r in reqs) if reqs else ""
+def probe_runtime(checkout: Path, fresh: bool = False) -> dict:
+    """Import upstream's modules in an upstream process (cached per checkout commit unless ``fresh``)."""
+    key = (str(checkout.resolve()), upstream.checkout_commit(checkout), sys.executable)
+    with _PROBE_LOCK:
+        if not fresh and key in _PROBES:
+            return _PROBES[key]
+        env = upstream.upstream_env(checkout)
+        try:
+            out = subprocess.run([sys.executable, "-m", "engines.cosyvoice.runtime_probe"], capture_output=True,
+                                 text=True, env=env, cwd=str(checkout), timeout=PROBE_TIMEOUT_S)
+            result = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {
+                "error": (out.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            result = {"error": str(exc)[:300]}
+        _PROBES[key] = result
+        return result
+
+
+def runtime_problems(runtime: dict) -> list[str]:
+    """What in the probe means CosyVoice cannot run, each with what to do."""
+    from engines.cosyvoice.runtime_probe import MODULES
+
+    if runtime.get("error"):
+        return [f"No upstream process could be started ({runtime['error']})."]
+    problems = []
+    why = {name: (what, pip) for name, what, pip in MODULES}
+    for name, res in runtime.get("modules", {}).items():
+        if res.get("ok"):
+            continue
+        what, pip = why.get(name, ("", ""))
+        if name == "matcha":
+            fix = f"run `{upstream.SYNC_COMMAND}` (with --matcha-source when offline)"
+        elif name == "torch._dynamo" and runtime.get("triton") and not runtime.get("cuda_build"):
+            fix = f"{sys.executable} -m pip uninstall -y triton (whisper pulls an old one in; CPU torch needs none)"
+        else:
+            fix = f"run `{SETUP_COMMAND}` again, it installs upstream's runtime" + (f" ({pip})" if pip else "")
+        problems.append(f"`import {name}` fails in upstream's environment ({what}): {res.get('error', '')} -> {fix}.")
+    return problems
+
+
+def model_files_for(version: str, steps: Sequence[str], online_features: bool = False) -> dict[str, list[str]]:
+    """Files each step opens in a model dir of ``version`` (a trailing '/' marks a folder)."""
+    yaml_name = {v: n for n, v in upstream.VERSION_YAMLS}[version]
+    tokenizer = upstream.TOKENIZER_ONNX[version]
+    qwen = [f"{upstream.QWEN_DIR}/", f"{upstream.QWEN_DIR}/config.json"] if version != "v1" else []
+    needs = {
+        "prepare": ["campplus.onnx", tokenizer],
+        "train": [yaml_name, "llm.pt", "flow.pt", *qwen],
+        "synth": [yaml_name, "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", tokenizer, *qwen],
+    }
+    if online_features and version != "v1":
+        needs["train"] += ["campplus.onnx", tokenizer.replace(".onnx", ".batch.onnx")]
+    return {step: needs[step] for step in steps if step in needs}
+
+
+def inspect_model_dir(model_dir: str | os.PathLike, steps: Sequence[str] = STEPS,
+                      online_features: bool = False) -> dict:
+    d = Path(model_dir)
+    info: dict = {"path": str(d), "present": d.is_dir(), "version": None, "missing": {}, "files": [],
+                  "speakers": None, "steps": list(steps)}
+    if not d.is_dir():
+        return info
+    info["version"] = upstream.detect_version(d)
+    info["files"] = sorted(p.name + ("/" if p.is_dir() else "") for p in d.iterdir())
+    version = info["version"] or upstream.detect_version_from_tokenizer(d)
+    if version is None:
+        info["missing"] = {"all": ["cosyvoice2.yaml (or cosyvoice.yaml / cosyvoice3.yaml)"]}
+        return info
+    for step, names in model_files_for(version, steps, online_features).items():
+        missing = [n for n in names if not ((d / n.rstrip("/")).is_dir() if n.endswith("/") else (d / n).is_file())]
+        if missing:
+            info["missing"][step] = missing
+    if (d / "spk2info.pt").is_file():
+        try:
+            from engines.cosyvoice.model_dir import list_speakers
+
+            info["speakers"] = list_speakers(d)
+        except Exception as exc:  # noqa: BLE001 - shown as a note
+            info["speakers_error"] = str(exc)
+    return info
 
 
 def onnx_providers_status() -> dict:
@@ -178,60 +228,45 @@ def _identity_model_bytes() -> bytes:
     return model.SerializeToString()
 
 
-def inspect_model_dir(model_dir: str | os.PathLike) -> dict:
-    d = Path(model_dir)
-    info: dict = {"path": str(d), "present": d.is_dir(), "version": None, "missing": [], "files": [],
-                  "speakers": None}
-    if not d.is_dir():
-        return info
-    info["version"] = upstream.detect_version(d)
-    info["files"] = sorted(p.name + ("/" if p.is_dir() else "") for p in d.iterdir())
-    info["missing"] = upstream.missing_model_files(d, info["version"])
-    if (d / "spk2info.pt").is_file():
-        try:
-            from engines.cosyvoice.model_dir import list_speakers
-
-            info["speakers"] = list_speakers(d)
-        except Exception as exc:  # noqa: BLE001 - shown as a note
-            info["speakers_error"] = str(exc)
-    return info
-
-
 def doctor(settings: object | None = None, model_dir: str | os.PathLike | None = None,
-           disk_path: str | os.PathLike | None = None, probe_onnx: bool = True) -> DoctorReport:
+           disk_path: str | os.PathLike | None = None, probe_onnx: bool = True, steps: Sequence[str] = STEPS,
+           online_features: bool = False, fresh: bool = False, probe: bool = True) -> DoctorReport:
     """Check the CosyVoice setup; never raises for a missing piece (it is reported)."""
     checkout = upstream.checkout_path(settings)
     rep = DoctorReport()
     present = upstream.is_checkout(checkout)
     matcha = (checkout / upstream.MATCHA_SUBDIR / "matcha").is_dir()
     commit = upstream.checkout_commit(checkout) if present else None
+    matcha_commit = upstream.checkout_commit(checkout / upstream.MATCHA_SUBDIR) if matcha else None
     rep.checkout = {"path": str(checkout), "present": present, "commit": commit, "matcha": matcha,
-                    "pinned": upstream.PINNED_COMMIT, "matches_pin": commit == upstream.PINNED_COMMIT}
+                    "matcha_commit": matcha_commit, "pinned": upstream.PINNED_COMMIT,
+                    "matches_pin": commit == upstream.PINNED_COMMIT}
     if not present:
-        rep.problems.append(f"CosyVoice checkout missing at {checkout}: run `{upstream.SYNC_COMMAND}`.")
+        rep.problems.append(f"CosyVoice checkout missing at {checkout}: run `{upstream.SYNC_COMMAND}` "
+                            "(offline: --source/--matcha-source with a mirror or bundle).")
     else:
         if not matcha:
-            rep.problems.append(f"Matcha-TTS submodule missing in {checkout}: run `{upstream.SYNC_COMMAND}`.")
+            rep.problems.append(f"Matcha-TTS submodule missing in {checkout}: run `{upstream.SYNC_COMMAND}` "
+                                "(offline: with --matcha-source).")
         if commit != upstream.PINNED_COMMIT:
             rep.notes.append(f"checkout is at {str(commit)[:12]}, the engine was checked against "
                              f"{upstream.PINNED_COMMIT[:12]} (`{upstream.SYNC_COMMAND}` moves it there).")
-
-    extra = upstream.python_path_entries(checkout) if present else []
-    modules = UPSTREAM_MODULES + ((("matcha", "(git submodule)", "flow and audio code"),) if present else ())
-    missing = find_missing_modules(extra, modules)
-    optional_missing = find_missing_modules(extra, OPTIONAL_MODULES)
-    rep.modules = {"missing": missing, "optional_missing": optional_missing, "pip_command": pip_command(missing)}
-    if missing:
-        names = ", ".join(m["module"] for m in missing)
-        hint = f" Install with: {rep.modules['pip_command']}" if rep.modules["pip_command"] else ""
-        rep.problems.append(f"Python modules upstream needs are missing: {names}.{hint}")
+        if matcha and matcha_commit not in (None, upstream.MATCHA_COMMIT):
+            rep.notes.append(f"Matcha-TTS is at {str(matcha_commit)[:12]}, pinned is {upstream.MATCHA_COMMIT[:12]}.")
+        if probe:
+            rep.runtime = probe_runtime(checkout, fresh)
+            rep.problems.extend(runtime_problems(rep.runtime))
+            if rep.runtime.get("torchaudio") == "voicelab stand-in":
+                rep.notes.append("torchaudio is absent or cannot load audio here: upstream gets VoiceLab's stand-in "
+                                 "(load, save, info, Resample, MelSpectrogram, kaldi.fbank).")
 
     if model_dir is not None:
-        rep.model = inspect_model_dir(model_dir)
+        rep.model = inspect_model_dir(model_dir, steps, online_features)
         if not rep.model["present"]:
-            rep.problems.append(f"Model dir {model_dir} does not exist.")
-        elif rep.model["missing"]:
-            rep.problems.append(f"Model dir {model_dir} is missing: {', '.join(rep.model['missing'])}.")
+            rep.problems.append(f"Model dir {model_dir} does not exist: download one "
+                                "(`voicelab assets download cosyvoice/CosyVoice2-0.5B`).")
+        for step, names in rep.model["missing"].items():
+            rep.problems.append(f"Model dir {model_dir} is missing, for {step}: {', '.join(names)}.")
         if rep.model.get("present") and rep.model.get("version") in ("v2", "v3") and not rep.model.get("speakers"):
             rep.notes.append("this model ships no SFT speakers: fine-tune one (or use zero-shot mode).")
 

@@ -26,31 +26,43 @@ from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice.dataprep import PrepareParams
 from engines.cosyvoice.synth import SynthParams
 from engines.cosyvoice.train import CosyTrainParams
-from engines.cosyvoice.upstream import PINNED_COMMIT, UPSTREAM_URL
+from engines.cosyvoice.upstream import PINNED_COMMIT
+
+MIN_PROMPT_SECONDS = 0.5  # a voice prompt shorter than this carries no usable speaker information
 
 # -- upstream checkout ------------------------------------------------------------------------
 
 @dataclass
 class VendorSyncJob:
-    url: str = param(UPSTREAM_URL, help="Repository URL or local path of upstream CosyVoice")
+    source: str = param("", help="Where to fetch CosyVoice from: a git URL, a local clone/mirror or a .bundle file "
+                                 "(default: settings cosyvoice_source, else GitHub)", path="repo")
+    matcha_source: str = param("", help="Where to fetch its Matcha-TTS submodule from (default: settings "
+                                        "matcha_source, else the GitHub URL in upstream's .gitmodules)", path="repo")
     commit: str = param(PINNED_COMMIT, help="Commit to check out (default: the pinned one)")
-    dest: str = param("", help="Checkout folder (default: settings cosyvoice.repo)")
+    dest: str = param("", path="write", help="Checkout folder (default: settings cosyvoice.repo)")
 
 
 @operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="cpu", title="Sync upstream CosyVoice",
-           cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commit"))
+           cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commits, "
+                       "from GitHub or a local mirror/bundle"))
 def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
-    from engines.cosyvoice.upstream import checkout_path, vendor_sync
+    from engines.cosyvoice.upstream import checkout_path
+    from engines.cosyvoice.vendor import vendor_sync
 
     dest = Path(p.dest) if p.dest.strip() else checkout_path(ws.settings)
-    res = vendor_sync(p.url or UPSTREAM_URL, dest, p.commit or PINNED_COMMIT, hooks)
-    return {"summary": f"CosyVoice {res.commit} in {res.path}", "checkout": str(res.path),
-            "commit": res.commit, "submodules": list(res.submodules)}
+    res = vendor_sync(p.source.strip() or ws.settings.cosyvoice_source, dest, p.commit or PINNED_COMMIT, hooks,
+                      matcha_source=p.matcha_source.strip() or ws.settings.matcha_source)
+    return {"summary": res.summary(), "checkout": str(res.path), "commit": res.commit,
+            "matcha_commit": res.matcha_commit, "submodules": list(res.submodules)}
 
 
 @dataclass
 class DoctorParams:
-    model_dir: str = param("", help="Also check this model dir")
+    model_dir: str = param("", path="model_dir", help="Also check this model dir")
+    steps: list[Literal["prepare", "train", "synth"]] = param(
+        default_factory=lambda: ["prepare", "train", "synth"], help="Steps to check the model dir for")
+    data: str = param("", help="Prepared data to train on (its shards tell whether upstream extracts features online)")
+    fresh: bool = param(False, help="Probe upstream's imports again instead of reusing this session's answer")
 
 
 @operation("cosyvoice.doctor", params=DoctorParams, kind="inline", title="CosyVoice doctor",
@@ -59,7 +71,14 @@ class DoctorParams:
 def doctor_op(p: DoctorParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.doctor import doctor
 
-    rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root)
+    online = False
+    if p.data.strip():
+        from engines.cosyvoice.dataprep import prepared_lists
+        from engines.cosyvoice.train_data import shards_carry_features
+
+        online = not all(shards_carry_features(path) for path in prepared_lists(ws, p.data.strip()))
+    rep = doctor(ws.settings, p.model_dir or None, disk_path=ws.root, steps=p.steps or ["prepare", "train", "synth"],
+                 online_features=online, fresh=p.fresh)
     return {"report": rep.to_dict(), "text": rep.to_text(), "ok": rep.ok, "exit_code": 0 if rep.ok else 1}
 
 
@@ -158,13 +177,13 @@ def experiment_data_dir(ws: Workspace, exp_name: str, data: str = "") -> Path | 
 
 @dataclass
 class AverageJob:
-    files: list[str] = param(default_factory=list, help="Checkpoint files (default: choose from --exp/--src)")
+    files: list[str] = param(default_factory=list, path="read", help="Checkpoint files (default: choose from --exp/--src)")
     exp_name: str = param("", flag="--exp", help="Experiment name (runtime/cosyvoice/train/<exp>)")
     model: Literal["llm", "flow"] = param("llm", help="Which model of the experiment")
-    src: str = param("", help="Folder with epoch_*_whole.pt (instead of --exp)")
+    src: str = param("", path="read", help="Folder with epoch_*_whole.pt (instead of --exp)")
     mode: Literal["last", "best"] = param("last", help="Selection when no files are given: last N or best N by cv loss")
     num: int = param(5, min=1, max=100, help="How many checkpoints to average")
-    out: str = param("", help="Output .pt (default: <exp>/averaged/<model>.pt)")
+    out: str = param("", path="write", help="Output .pt (default: <exp>/averaged/<model>.pt)")
 
 
 def _render_average(res: dict) -> str:
@@ -197,15 +216,15 @@ class AssembleJob:
     name: str = param("", help="New model name (runtime/cosyvoice/models/<name>; default: the experiment)")
     speaker: str = param("", help="Speaker id to register in spk2info.pt (default: the prepared data's speaker)")
     base_model_dir: str = param("", flag="--base", help="Base model dir that was fine-tuned "
-                                                        "(default: the one the experiment used)")
+                                                        "(default: the one the experiment used)", path="model_dir")
     data: str = param("", help="Prepared data whose spk2embedding.pt holds the speaker (default: the experiment's)")
-    embedding: str = param("", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
+    embedding: str = param("", path="read", help="spk2embedding.pt holding the speaker's embedding (instead of --data)")
     embedding_key: str = param("", help="Entry in spk2embedding.pt (default: the speaker or the only one)")
     mode: Literal["last", "best"] = param("last", help="Average the last N epochs or the best N by cv loss")
     num: int = param(5, min=1, max=100, help="How many epochs to average")
     reuse_averaged: bool = param(False, help="Use <exp>/averaged/*.pt from `cosyvoice average` instead of averaging")
-    llm: str = param("", help="Fine-tuned llm checkpoint to use as is (instead of averaging the experiment)")
-    flow: str = param("", help="With --llm: fine-tuned flow checkpoint (default: the base flow.pt)")
+    llm: str = param("", path="read", help="Fine-tuned llm checkpoint to use as is (instead of averaging the experiment)")
+    flow: str = param("", path="read", help="With --llm: fine-tuned flow checkpoint (default: the base flow.pt)")
     copy: bool = param(False, help="Copy the base files instead of symlinking them")
     overwrite: bool = param(False, help="Replace an existing model dir of that name")
 
@@ -287,8 +306,8 @@ class SynthJob(SynthParams):
     model: str = param("", help="Assembled model name (runtime/cosyvoice/models/<name>) instead of model_dir")
     speeds: list[str] = param(default_factory=list, help="Compare grid: several speeds (e.g. 0.9, 1.0, 1.1)")
     presets: list[str] = param(default_factory=list, help="Compare grid: several presets")
-    checkpoints: list[str] = param(default_factory=list, help="Compare grid: several checkpoints")
-    out: str = param("", help="Output wav (single) or folder (grid); default under runtime/outputs/cosyvoice")
+    checkpoints: list[str] = param(default_factory=list, path="read", help="Compare grid: several checkpoints")
+    out: str = param("", path="write", help="Output wav (single) or folder (grid); default under runtime/outputs/cosyvoice")
 
 
 def model_dir_of(ws: Workspace, model: str, model_dir: str) -> str:
@@ -324,6 +343,10 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.cosyvoice.synth import compare_grid, load_presets, synthesize
 
     model_dir = model_dir_of(ws, p.model, p.model_dir)
+    if p.prompt_wav:  # a corrupt, NaN-filled or truncated prompt is refused by name before upstream sees it
+        from engines.core.audio import check_audio_file
+
+        check_audio_file(p.prompt_wav, MIN_PROMPT_SECONDS, "a CosyVoice prompt")
     presets = load_presets(ws)
     checkout = ws.settings.cosyvoice_repo
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -333,7 +356,8 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
         items = compare_grid(model_dir, p.text, p.speaker or None, out_dir, presets=p.presets or [p.preset],
                              speeds=speeds or [p.speed], checkpoints=p.checkpoints or [p.checkpoint or None],
                              seed=p.seed, mode=p.mode, prompt_wav=p.prompt_wav or None,
-                             prompt_text=p.prompt_text or None, preset_texts=presets, hooks=hooks, checkout=checkout)
+                             prompt_text=p.prompt_text or None, preset_texts=presets, hooks=hooks, checkout=checkout,
+                             device=ws.settings.device)
         grid = [{"checkpoint": it.checkpoint, "preset": it.preset, "speed": it.speed, "audio": str(it.path)}
                 for it in items]
         return {"summary": f"{len(grid)} take(s) in {out_dir}", "grid": grid, "out_dir": str(out_dir),
@@ -343,14 +367,14 @@ def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:
     path = synthesize(model_dir, p.text, p.speaker or None, speed=p.speed, seed=p.seed, mode=p.mode,
                       prompt_wav=p.prompt_wav or None, prompt_text=p.prompt_text or None,
                       instruct=p.instruct or None, checkpoint=p.checkpoint or None, out_path=out, hooks=hooks,
-                      preset=p.preset, presets=presets, checkout=checkout)
+                      preset=p.preset, presets=presets, checkout=checkout, device=ws.settings.device)
     return {"summary": f"wrote {path.name}", "audio": str(path), "model_dir": model_dir}
 
 
 @dataclass
 class SpeakersParams:
     model: str = param("", help="Assembled model name (runtime/cosyvoice/models/<name>)")
-    model_dir: str = param("", help="Or a model dir path")
+    model_dir: str = param("", path="model_dir", help="Or a model dir path")
 
 
 @operation("cosyvoice.speakers", params=SpeakersParams, kind="inline", title="Speakers of a model dir",

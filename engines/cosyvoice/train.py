@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines.core.atomic import write_json, write_text
+from engines.core.atomic import write_json
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
-from engines.core.settings import PROJECT_ROOT
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config
 from engines.cosyvoice.logparse import LogParser, metric_record
+from engines.cosyvoice.train_data import OFFLINE_FEATURES_ENV, absolute_data_list, check_data, feature_mode
 
 _CKPT_RE = re.compile(r"^epoch_(?P<epoch>\d+)_(?:whole|step_(?P<step>\d+))\.pt$")
 
@@ -49,9 +49,9 @@ class CosyTrainParams:
     """Everything the CosyVoice train tab/CLI exposes (one definition for both)."""
 
     exp_name: str = param("cosy_sft", help="Experiment name (folder under cosyvoice/train/)")
-    model_dir: str = param("", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
-    train_data: str = param("", help="data.list of the training parquet shards")
-    cv_data: str = param("", help="data.list for validation (default: the training list)")
+    model_dir: str = param("", path="model_dir", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
+    train_data: str = param("", path="list", help="data.list of the training parquet shards")
+    cv_data: str = param("", path="list", help="data.list for validation (default: the training list)")
     models: str = param("llm", choices=("llm", "llm+flow", "flow"), help="Which models to fine-tune")
     max_epoch: int = param(10, min=1, max=10000, help="Epochs to train (total, including resumed ones)")
     lr: float = param(1e-5, min=1e-8, max=1e-2, help="Learning rate (constant scheduler)")
@@ -198,37 +198,6 @@ def convert_deepspeed_checkpoints(model_out_dir: str | os.PathLike) -> list[Path
     return written
 
 
-def absolute_data_list(src: str | os.PathLike, dst: Path) -> Path:
-    """Copy a data.list with every entry made absolute (and checked to exist).
-
-    Upstream only warns about a missing shard and trains on nothing, and
-    resolves relative entries against its working directory.
-    """
-    src = Path(src)
-    if not src.is_file():
-        raise InvalidInputError(f"Data list {src} does not exist.",
-                                "Run `voicelab cosyvoice prepare` first, or pass the data.list it wrote.")
-    out, missing = [], []
-    for line in src.read_text(encoding="utf-8").splitlines():
-        entry = line.strip()
-        if not entry:
-            continue
-        p = Path(entry)
-        if not p.is_absolute():
-            candidates = [Path.cwd() / p, src.parent / p, src.parent / p.name]
-            p = next((c for c in candidates if c.exists()), candidates[0])
-        if not p.exists():
-            missing.append(entry)
-        out.append(str(p.resolve()))
-    if not out:
-        raise InvalidInputError(f"Data list {src} is empty.", "Prepare the dataset again.")
-    if missing:
-        raise InvalidInputError(f"{len(missing)} shard(s) listed in {src} do not exist (first: {missing[0]}).",
-                                "Prepare the dataset again.")
-    write_text(dst, "\n".join(out) + "\n")
-    return dst
-
-
 def _use_cuda(params: CosyTrainParams) -> bool:
     if params.device == "cpu":
         return False
@@ -343,9 +312,15 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
     nproc = params.gpus or (cuda_device_count() if cuda else 1) or 1
     ds_conf = write_deepspeed_config(exp / "ds_stage2.json", params, cuda and params.use_amp) \
         if params.train_engine == "deepspeed" else None
-    env = upstream.upstream_env(checkout, extra_paths=[str(PROJECT_ROOT)])
+    env = upstream.upstream_env(checkout)
     if not cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""
+    offline = feature_mode(params, train_list, cv_list, hooks)
+    if offline:
+        env[OFFLINE_FEATURES_ENV] = "1"
+    qwen = Path(params.model_dir).resolve() / upstream.QWEN_DIR
+    lists = {"training": train_list} if cv_list == train_list else {"training": train_list, "validation": cv_list}
+    check_data(env, config, lists, qwen if qwen.is_dir() else None, not offline, exp, hooks)
     metrics_path = exp / "metrics.jsonl"
     result = TrainResult(exp, config, metrics_path)
     models = model_list(params.models)

@@ -128,6 +128,38 @@ def cpu_wrap_model(args: Any, model: Any) -> Any:
     return torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 
 
+def install_onnx_cpu_fallback() -> bool:
+    """Make onnxruntime sessions fall back to the CPU provider when the CUDA one fails to load.
+
+    Upstream asks for ``CUDAExecutionProvider`` whenever torch sees a GPU; an
+    onnxruntime-gpu whose CUDA/cuDNN libraries do not match raises instead of
+    running. Returns False when onnxruntime is missing.
+    """
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    original = onnxruntime.InferenceSession
+    if getattr(original, "__voicelab_fallback__", False):
+        return True
+
+    class InferenceSession(original):  # type: ignore[misc, valid-type]
+        __voicelab_fallback__ = True
+
+        def __init__(self, path_or_bytes: Any, sess_options: Any = None, providers: Any = None, **kw: Any) -> None:
+            try:
+                super().__init__(path_or_bytes, sess_options=sess_options, providers=providers, **kw)
+            except Exception as exc:  # noqa: BLE001 - CUDA EP load failures come as plain errors
+                if not providers or providers == ["CPUExecutionProvider"]:
+                    raise
+                print(f"[voicelab] onnxruntime CUDA provider failed ({str(exc).splitlines()[0][:160]}); "
+                      "using the CPU provider", file=sys.stderr, flush=True)
+                super().__init__(path_or_bytes, sess_options=sess_options, providers=["CPUExecutionProvider"], **kw)
+
+    onnxruntime.InferenceSession = InferenceSession  # type: ignore[misc]
+    return True
+
+
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
     """Run ``patch(module)`` right after ``name`` is first imported."""
 
@@ -159,11 +191,30 @@ def _patch_train_utils(module: types.ModuleType) -> None:
         module.wrap_cuda_model = cpu_wrap_model  # type: ignore[attr-defined]
 
 
+def keep_online_features_off() -> None:
+    """Build upstream's feature singletons without ``onnx_path``: no online extractor.
+
+    ``cosyvoice.utils.onnx`` decides once, on first import, whether training
+    extracts tokens and embeddings online (``online_feature``), from the
+    ``onnx_path`` variable that train.py sets from ``--onnx_path`` just before.
+    Importing it first with the variable unset keeps them off; the data then
+    must (and ours does) carry them.
+    """
+    os.environ.pop("onnx_path", None)
+    if importlib.util.find_spec("cosyvoice.utils.onnx") is not None:
+        importlib.import_module("cosyvoice.utils.onnx")
+
+
 def apply_shims(train_args: list[str]) -> list[str]:
     """Install every shim this environment needs; returns the names applied."""
     import torch
 
     applied = []
+    if install_onnx_cpu_fallback():
+        applied.append("onnx-cpu-fallback")
+    if os.environ.get("VOICELAB_OFFLINE_FEATURES") == "1":
+        keep_online_features_off()
+        applied.append("offline-features")
     if install_deepspeed_stub():
         applied.append("deepspeed-stub")
     if install_process_group_options(float(_argv_value(train_args, "--timeout", "60"))):

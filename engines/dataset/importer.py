@@ -21,15 +21,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import zipfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, write_audio
+from engines.core.archives import extract_member, is_hidden_member, member_path, unsafe_member
+from engines.core.atomic import require_space
+from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
 from engines.core.errors import AudioDecodeError, InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, validate
@@ -60,8 +61,8 @@ from engines.dataset.slicer import SlicerParams, StreamingSlicer
 
 TARGET_RATES = (0, 16000, 22050, 24000, 32000, 40000, 44100, 48000)
 ZIP_MAX_TOTAL_BYTES = 16 * 1024**3  # uncompressed audio a zip may expand to
-ZIP_MAX_RATIO = 200  # uncompressed/compressed per member; audio never compresses like this
 DECODE_BLOCK_SECONDS = 10.0
+MIN_SOURCE_SECONDS = 0.05  # shorter than this holds no clip whatever the settings
 
 
 @dataclass
@@ -107,21 +108,10 @@ class ImportReport:
 
 
 def is_allowed_source(path: str | os.PathLike, ws: Workspace, extra_roots: Iterable[str | os.PathLike] = ()) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside the workspace or one of ``extra_roots``.
+    """True when ``path`` lies inside the workspace or one of ``extra_roots`` (the path policy's test)."""
+    from engines.core.paths import within
 
-    The UI uses this to confine server-side folder paths typed by a user.
-    """
-    try:
-        real = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError):
-        return False
-    for root in (ws.root, *extra_roots):
-        try:
-            real.relative_to(Path(root).expanduser().resolve())
-            return True
-        except ValueError:
-            continue
-    return False
+    return within(path, [ws.root, *extra_roots])
 
 
 @dataclass
@@ -134,29 +124,12 @@ class _Item:
     member: zipfile.ZipInfo | None = None
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
-    """Why a zip entry must not be extracted, or None when it is safe."""
-    name = info.filename
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or posix.is_absolute():
-        return "unsafe path in zip (absolute path)"
-    if any(part == ".." for part in posix.parts):
-        return "unsafe path in zip (path traversal '..')"
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "unsafe entry in zip (symbolic link)"
-    if info.flag_bits & 0x1:
-        return "encrypted zip entry"
-    if info.compress_size and info.file_size / max(1, info.compress_size) > ZIP_MAX_RATIO and info.file_size > 1 << 20:
-        return f"suspicious compression ratio ({info.file_size // max(1, info.compress_size)}:1, zip bomb?)"
-    return None
-
-
-def _zip_items(zpath: Path, skipped: list[dict]) -> list[_Item]:
+def _zip_items(zpath: Path, skipped: list[dict], display: str = "") -> list[_Item]:
+    label = display or zpath.name
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError) as exc:
-        skipped.append({"source": zpath.name, "reason": f"not a readable zip archive ({exc})"})
+        skipped.append({"source": label, "reason": f"not a readable zip archive ({exc})"})
         return []
     items: list[_Item] = []
     total = 0
@@ -164,20 +137,19 @@ def _zip_items(zpath: Path, skipped: list[dict]) -> list[_Item]:
         for info in zf.infolist():
             if info.is_dir():
                 continue
-            display = f"{zpath.name}!{info.filename}"
-            base = PurePosixPath(info.filename.replace("\\", "/")).name
-            if info.filename.startswith("__MACOSX/") or base.startswith("._") or base.startswith("."):
+            display = f"{label}!{info.filename}"
+            if is_hidden_member(info):
                 continue
-            why = _unsafe_member(info)
+            why = unsafe_member(info)
             if why:
                 skipped.append({"source": display, "reason": why})
                 continue
-            if PurePosixPath(base).suffix.lower() not in AUDIO_EXTENSIONS:
+            if member_path(info).suffix.lower() not in AUDIO_EXTENSIONS:
                 skipped.append({"source": display, "reason": "not an audio file (unknown extension)"})
                 continue
             total += info.file_size
             if total > ZIP_MAX_TOTAL_BYTES:
-                skipped.append({"source": zpath.name, "reason": f"archive expands beyond {ZIP_MAX_TOTAL_BYTES >> 30} GB; "
+                skipped.append({"source": label, "reason": f"archive expands beyond {ZIP_MAX_TOTAL_BYTES >> 30} GB; "
                                 "remaining entries refused"})
                 break
             items.append(_Item(display=display, zip_path=zpath, member=info))
@@ -191,11 +163,14 @@ def _expand_sources(sources: Iterable[str | os.PathLike], skipped: list[dict]) -
         if not p.exists():
             skipped.append({"source": str(src), "reason": "the file does not exist"})
         elif p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS
-                           and not f.name.startswith("."))
-            if not found:
-                skipped.append({"source": str(src), "reason": "the folder contains no audio files"})
+            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            found = [f for f in files if f.suffix.lower() in AUDIO_EXTENSIONS]
+            zips = [f for f in files if f.suffix.lower() == ".zip"]
+            if not found and not zips:
+                skipped.append({"source": str(src), "reason": "the folder contains no audio files or zip archives"})
             items.extend(_Item(display=str(f.relative_to(p.parent)), path=f) for f in found)
+            for z in zips:  # imported like an uploaded zip (same safety checks)
+                items.extend(_zip_items(z, skipped, display=str(z.relative_to(p.parent))))
         elif p.suffix.lower() == ".zip" or (p.suffix.lower() not in AUDIO_EXTENSIONS and zipfile.is_zipfile(p)):
             items.extend(_zip_items(p, skipped))
         else:
@@ -204,24 +179,9 @@ def _expand_sources(sources: Iterable[str | os.PathLike], skipped: list[dict]) -
 
 
 def _extract_member(item: _Item, dest_dir: Path) -> Path:
-    """Copy one zip member to ``dest_dir`` enforcing its declared size (zip-bomb guard)."""
+    """Copy one zip member to ``dest_dir`` (within its declared size)."""
     assert item.zip_path is not None and item.member is not None
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    suffix = PurePosixPath(item.member.filename).suffix.lower()
-    out = dest_dir / f"member{suffix}"
-    limit = item.member.file_size
-    written = 0
-    with zipfile.ZipFile(item.zip_path) as zf, zf.open(item.member) as src, open(out, "wb") as dst:
-        while True:
-            chunk = src.read(1 << 20)
-            if not chunk:
-                break
-            written += len(chunk)
-            if written > limit:
-                raise InvalidInputError(f"Zip entry {item.display} is larger than its header says.",
-                                        "The archive is corrupt or malicious; it was not imported.")
-            dst.write(chunk)
-    return out
+    return extract_member(item.zip_path, item.member, dest_dir / f"member{member_path(item.member).suffix.lower()}")
 
 
 def _sha256(path: Path) -> str:
@@ -448,8 +408,10 @@ def _import_one(
 ) -> int:
     """Cut one file into clips; on any failure remove its clips and leave the manifest as it was."""
     info = probe_audio(path)
+    require_duration(info, max(params.min_clip_seconds, MIN_SOURCE_SECONDS), "a clip")
     rate = params.target_sr or info.sample_rate
     expected = max(1.0, info.duration * rate)
+    require_space(folder, int(expected * 2))  # 16-bit mono clips
     records: list[ClipRecord] = []
     next_id_before = man.next_id
     dropped = 0
@@ -470,7 +432,10 @@ def _import_one(
         man.next_id = next_id_before
         raise
     if not records:
-        hooks.log(f"{display}: no clips (silent, or every piece shorter than {params.min_clip_seconds} s)")
+        raise InvalidInputError(
+            f"no clips from {info.duration:.2f} s of audio: every piece was silent or shorter than the minimum "
+            f"clip length ({params.min_clip_seconds:g} s){info.length_note()}",
+            "Lower the silence threshold or the minimum clip length, or turn slicing off.")
     seconds = sum(r.duration for r in records)
     for rec in records:
         man.add_clip(rec)

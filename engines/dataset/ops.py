@@ -29,7 +29,7 @@ def format_seconds(s: float) -> str:
 @dataclass
 class DatasetImportJob(DatasetParams):
     name: str = param("", help="Dataset name (a folder under <workspace>/datasets; created if new)")
-    sources: list[str] = param(default_factory=list, help="Audio/video files, zip archives or folders", cli=False)
+    sources: list[str] = param(default_factory=list, path="read", help="Audio/video files, zip archives or folders", cli=False)
     must: Literal["", "new", "existing"] = param("", help="Require a new dataset or an existing one", cli=False)
 
 
@@ -166,7 +166,7 @@ def transcribe_op(p: TranscribeJob, hooks: Hooks, ws: Workspace) -> dict:
 class TranscriptsParams:
     dataset: str = param(help="Dataset name")
     import_from: str = param("", flag="--import", help="Import a list file (path|text, path|spk|lang|text, "
-                                                       "'utt text') or a folder of .lab/.txt")
+                                                       "'utt text') or a folder of .lab/.txt", path="read")
     import_beside: bool = param(False, help="Import .lab/.txt files lying beside the clips")
     set: list[str] = param(default_factory=list, help="Set clips' text: CLIP=TEXT (several allowed)")
     drop: list[str] = param(default_factory=list, help="Clips to leave out of TTS data")

@@ -13,7 +13,9 @@ Two kinds of files hold an RVC generator:
 version, f0 flag, sample rate and config worked out (from the file's own
 fields, a ``config.json`` beside a checkpoint, or the tensor shapes).
 Files are read with ``torch.load(weights_only=True)``: nothing in a model
-file can run code.
+file can run code (one that asks to is refused as an UnsafeFileError).
+Models also carry the content encoder they were trained with
+(``embedder_model``, see ``engines.rvc.encoders``).
 """
 
 from __future__ import annotations
@@ -25,19 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from engines.core.errors import InvalidInputError, InvalidModelError
+from engines.core.errors import InvalidInputError, InvalidModelError, UnsafeFileError
 from engines.core.hooks import Hooks
-from engines.rvc.models.configs import (
-    _UPSAMPLING,
-    CONTENT_DIM,
-    SMALL_CONFIG_FIELDS,
-    SMALL_MODEL_SEGMENT,
-    SR_TAGS,
-    parse_sr,
-    parse_version,
-    small_model_config,
-    small_model_config_from_train,
-)
+from engines.rvc.encoders import ENCODER_KEY, ENCODER_PATH_KEY, read_experiment_encoder, recorded_encoder
+from engines.rvc.models.configs import SMALL_CONFIG_FIELDS, parse_sr, parse_version, small_model_config_from_train
+from engines.rvc.shapes import config_fits, config_from_state_dict, detect_f0, detect_version
+
+__all__ = ["GeneratorFile", "config_from_state_dict", "detect_f0", "detect_version", "discriminator_state",
+           "extract_small_model", "file_sha256", "generator_from_object", "load_torch_file", "merge_models",
+           "model_info", "read_generator", "save_small_model"]
 
 POSTERIOR_PREFIX = "enc_q."
 SMALL_MODEL_KEYS = ("weight", "config", "info", "sr", "f0", "version")
@@ -65,6 +63,19 @@ class GeneratorFile:
     def n_speakers(self) -> int:
         return int(self.weights["emb_g.weight"].shape[0])
 
+    def encoder_fields(self) -> dict[str, str]:
+        """The content-encoder record to carry into models made from this one: its own fields,
+        or (a training checkpoint) its experiment's ``encoder.json``; empty = HuBERT base."""
+        own = {k: str(self.extra[k]) for k in (ENCODER_KEY, ENCODER_PATH_KEY) if k in self.extra}
+        if own or self.kind == "small":
+            return own
+        return read_experiment_encoder(self.path.parent) or {}
+
+    @property
+    def encoder(self) -> tuple[str, str]:
+        """(content encoder id, custom path or '') the model was trained with."""
+        return recorded_encoder(self.encoder_fields())
+
     def inference_weights(self) -> dict[str, Any]:
         return {k: v for k, v in self.weights.items() if not k.startswith(POSTERIOR_PREFIX)}
 
@@ -81,22 +92,35 @@ def file_sha256(path: str | Path) -> str:
 
 
 def load_torch_file(path: str | Path) -> Any:
-    """``torch.load`` with weights_only=True; any failure becomes an InvalidModelError."""
+    """``torch.load`` with weights_only=True; any failure becomes an InvalidModelError.
+
+    A file whose pickle asks for anything but tensors and plain values (code to run, foreign
+    classes) raises :class:`UnsafeFileError`, naming what it asked for; nothing of it was executed.
+    """
+    import pickle
+
     import torch
+
+    from engines.rvc.safe_pickle import refused_global
 
     p = Path(path)
     if not p.is_file():
         raise InvalidModelError(f"Model file not found: {p}", "Check the path or pick a .pth from weights/.")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        asked = refused_global(str(exc))
+        if not asked:  # not a pickle of ours at all: a damaged or foreign file
+            raise InvalidModelError(f"{p.name} cannot be loaded as an RVC model: it is not a readable PyTorch file.",
+                                    "Use an RVC voice model (.pth from weights/) or a G_*.pth training checkpoint.") from None
+        raise UnsafeFileError(
+            f"Refused to load {p.name}: it contains objects a model file should not contain (it asks for '{asked}').",
+            "It may be malicious or not an RVC model. Nothing in it was run; use a trusted copy of the model.",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            why = "it contains Python objects other than tensors (not an RVC model, or an unsafe file)"
-        else:
-            why = f"it is not a readable PyTorch file ({reason[:160]})"
         raise InvalidModelError(
-            f"{p.name} cannot be loaded as an RVC model: {why}.",
+            f"{p.name} cannot be loaded as an RVC model: it is not a readable PyTorch file ({reason[:160]}).",
             "Use an RVC voice model (.pth from weights/) or a G_*.pth training checkpoint.",
         ) from exc
 
@@ -121,114 +145,6 @@ def _not_rvc(path: Path, why: str) -> InvalidModelError:
     )
 
 
-def _weight_of(sd: Mapping[str, Any], prefix: str) -> Any:
-    for suffix in ("weight_v", "weight"):
-        if f"{prefix}.{suffix}" in sd:
-            return sd[f"{prefix}.{suffix}"]
-    raise KeyError(prefix)
-
-
-def _count(sd: Mapping[str, Any], pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in sd if (m := rx.match(k))})
-
-
-def detect_version(sd: Mapping[str, Any]) -> str:
-    dim = int(sd["enc_p.emb_phone.weight"].shape[1])
-    for v, d in CONTENT_DIM.items():
-        if d == dim:
-            return v
-    raise ValueError(f"content dimension {dim} is neither 256 (v1) nor 768 (v2)")
-
-
-def detect_f0(sd: Mapping[str, Any]) -> bool:
-    return "enc_p.emb_pitch.weight" in sd
-
-
-def _rates_from_table(
-    version: str, kernels: list[int], spec: int | None, noise_kernels: list[int] | None, sr_hint: str | None
-) -> list[tuple[str, list[int]]]:
-    found = []
-    for (v, tag), (rates, ks) in _UPSAMPLING.items():
-        if v != version or list(ks) != kernels:
-            continue
-        if sr_hint and tag != sr_hint:
-            continue
-        if spec is not None and small_model_config(v, tag)[0] != spec:
-            continue
-        if noise_kernels is not None:
-            expect = []
-            for i in range(len(rates) - 1):
-                prod = 1
-                for r in rates[i + 1 :]:
-                    prod *= r
-                expect.append(2 * prod)
-            if expect != noise_kernels[: len(expect)]:
-                continue
-        found.append((tag, list(rates)))
-    return found
-
-
-def config_from_state_dict(
-    sd: Mapping[str, Any], version: str | None = None, sr: str | int | None = None
-) -> tuple[list[Any], str]:
-    """Reconstruct the 18-value config (and the sr tag) of a generator from its tensor shapes.
-
-    Channel counts come from the shapes; upsample rates and the sample rate
-    from upstream's table (matched on version, upsample kernels, spectrogram
-    size and NSF source kernels). Dilations cannot be seen in shapes: the
-    standard ones are assumed.
-    """
-    v = parse_version(version) if version else detect_version(sd)
-    sr_hint = parse_sr(sr)[0] if sr is not None else None
-    n_ups = _count(sd, r"dec\.ups\.(\d+)\.")
-    kernels = [int(_weight_of(sd, f"dec.ups.{i}").shape[2]) for i in range(n_ups)]
-    spec = int(sd["enc_q.pre.weight"].shape[1]) if "enc_q.pre.weight" in sd else None
-    noise_kernels = (
-        [int(sd[f"dec.noise_convs.{i}.weight"].shape[2]) for i in range(n_ups)]
-        if "dec.noise_convs.0.weight" in sd
-        else None
-    )
-    matches = _rates_from_table(v, kernels, spec, noise_kernels, sr_hint)
-    if not matches and sr_hint:
-        raise ValueError(f"the decoder does not fit {v} at {sr_hint}")
-    if not matches:
-        raise ValueError(f"unknown decoder layout for {v} (upsample kernels {kernels})")
-    if len({tag for tag, _ in matches}) > 1:
-        raise ValueError("the sample rate cannot be told from the weights; give it (or keep config.json beside the file)")
-    tag, rates = matches[0]
-    hidden = int(sd["enc_p.emb_phone.weight"].shape[0])
-    head_dim = int(sd["enc_p.encoder.attn_layers.0.emb_rel_k"].shape[2])
-    n_res = _count(sd, r"dec\.resblocks\.(\d+)\.")
-    n_kernels = n_res // n_ups
-    kind = "1" if any(k.startswith("dec.resblocks.0.convs1.") for k in sd) else "2"
-    first = "convs1" if kind == "1" else "convs"
-    res_kernels = [int(_weight_of(sd, f"dec.resblocks.{j}.{first}.0").shape[2]) for j in range(n_kernels)]
-    n_dil = _count(sd, rf"dec\.resblocks\.0\.{first}\.(\d+)\.")
-    dilations = [[1, 3, 5][:n_dil] if kind == "1" else [1, 3][:n_dil] for _ in range(n_kernels)]
-    config = [
-        spec if spec is not None else small_model_config(v, tag)[0],
-        SMALL_MODEL_SEGMENT,
-        int(sd["enc_p.proj.weight"].shape[0]) // 2,
-        hidden,
-        int(sd["enc_p.encoder.ffn_layers.0.conv_1.weight"].shape[0]),
-        hidden // head_dim,
-        _count(sd, r"enc_p\.encoder\.attn_layers\.(\d+)\."),
-        int(sd["enc_p.encoder.ffn_layers.0.conv_1.weight"].shape[2]),
-        0,
-        kind,
-        res_kernels,
-        dilations,
-        rates,
-        int(sd["dec.conv_pre.weight"].shape[0]),
-        kernels,
-        int(sd["emb_g.weight"].shape[0]),
-        int(sd["emb_g.weight"].shape[1]),
-        SR_TAGS[tag],
-    ]
-    return config, tag
-
-
 def _config_json_beside(path: Path) -> dict[str, Any] | None:
     cfg = path.parent / "config.json"
     try:
@@ -236,19 +152,6 @@ def _config_json_beside(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and "data" in data and "model" in data else None
-
-
-def _config_fits(config: list[Any], sd: Mapping[str, Any]) -> bool:
-    try:
-        n_ups = _count(sd, r"dec\.ups\.(\d+)\.")
-        kernels = [int(_weight_of(sd, f"dec.ups.{i}").shape[2]) for i in range(n_ups)]
-        return (
-            list(config[14]) == kernels
-            and int(config[3]) == int(sd["enc_p.emb_phone.weight"].shape[0])
-            and int(config[13]) == int(sd["dec.conv_pre.weight"].shape[0])
-        )
-    except (KeyError, IndexError, TypeError, ValueError):
-        return False
 
 
 def _normalise_config(config: Any, path: Path) -> list[Any]:
@@ -267,8 +170,11 @@ def _epoch_from_info(info: str) -> int | None:
 
 def read_generator(path: str | Path, *, sr: str | int | None = None) -> GeneratorFile:
     """Read a small model or a G checkpoint; raises InvalidModelError for anything else."""
-    p = Path(path)
-    obj = load_torch_file(p)
+    return generator_from_object(Path(path), load_torch_file(path), sr=sr)
+
+
+def generator_from_object(p: Path, obj: Any, *, sr: str | int | None = None) -> GeneratorFile:
+    """:func:`read_generator` for a file already loaded with :func:`load_torch_file` (read once, used twice)."""
     if not isinstance(obj, Mapping):
         raise _not_rvc(p, f"it holds a {type(obj).__name__}, not a dict")
     if "weight" in obj and _is_tensor_dict(obj.get("weight")):
@@ -284,7 +190,22 @@ def read_generator(path: str | Path, *, sr: str | int | None = None) -> Generato
     raise _not_rvc(p, f"no RVC generator weights inside (top-level keys: {keys or 'none'})")
 
 
+def discriminator_state(obj: Any) -> dict[str, Any] | None:
+    """The state dict of a discriminator file (``{"model": sd, ...}`` or a bare state dict), else None."""
+    sd = obj.get("model") if isinstance(obj, Mapping) and "model" in obj else obj
+    if not _is_tensor_dict(sd):
+        return None
+    sd = _strip_prefix(sd)
+    return sd if any(k.startswith("discriminators.") for k in sd) else None
+
+
+_OUR_VOCODERS = ("", "hifi-gan", "hifigan", "nsf-hifigan", "hifi-gan nsf")  # Applio's "vocoder" key; absent = RVC's
+
+
 def _read_small(p: Path, obj: Mapping[str, Any]) -> GeneratorFile:
+    vocoder = str(obj.get("vocoder") or "").strip()
+    if vocoder.lower() not in _OUR_VOCODERS:
+        raise _not_rvc(p, f"it uses the {vocoder} vocoder (Applio), which VoiceLab does not run; only RVC's HiFi-GAN")
     sd = _strip_prefix(obj["weight"])
     if "enc_p.emb_phone.weight" not in sd or "dec.conv_pre.weight" not in sd:
         raise _not_rvc(p, "its 'weight' is not an RVC generator state dict")
@@ -319,7 +240,7 @@ def _read_checkpoint(p: Path, obj: Mapping[str, Any], sd: dict[str, Any], sr: st
         try:
             candidate = small_model_config_from_train(train_cfg)
             candidate[-3] = int(sd["emb_g.weight"].shape[0])
-            if _config_fits(candidate, sd):
+            if config_fits(candidate, sd):
                 config = candidate
         except (KeyError, TypeError, ValueError):
             config = None
@@ -386,12 +307,15 @@ def extract_small_model(
     f0: bool | None = None,
     version: str | None = None,
     info: str = "",
+    encoder: Mapping[str, str] | None = None,
     hooks: Hooks | None = None,
 ) -> Path:
     """Small inference model from a G_*.pth (or any generator file); settings are inferred when omitted.
 
     ``sr``/``f0``/``version`` are checks (and ``sr`` a hint when the weights
     cannot tell 32k from 48k); a mismatch with the file raises InvalidInputError.
+    The content encoder is recorded from ``encoder`` (an :func:`engines.rvc.encoders.encoder_record`),
+    else from the file itself or its experiment's ``encoder.json``.
     """
     gen = read_generator(g_path, sr=sr)
     if version is not None and parse_version(version) != gen.version:
@@ -404,7 +328,7 @@ def extract_small_model(
             f"{Path(g_path).name} is a model {'with' if gen.f0 else 'without'} pitch guidance (f0).",
             "Leave the f0 setting empty to use the one in the file.",
         )
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(encoder if encoder is not None else gen.encoder_fields())
     if gen.epoch is not None:
         extra["epoch"] = gen.epoch
     if gen.step is not None:
@@ -444,6 +368,8 @@ def merge_models(
         problems.append("one uses f0 and the other does not")
     if a.sample_rate != b.sample_rate:
         problems.append(f"sample rates differ ({a.sample_rate} vs {b.sample_rate})")
+    if a.encoder != b.encoder:
+        problems.append(f"they were trained with different content encoders ({a.encoder[0]} vs {b.encoder[0]})")
     wa, wb = a.inference_weights(), b.inference_weights()
     if not problems and set(wa) != set(wb):
         problems.append("their layers differ")
@@ -454,12 +380,13 @@ def merge_models(
     if problems:
         raise InvalidInputError(
             f"Cannot merge {Path(a_path).name} and {Path(b_path).name}: " + "; ".join(problems) + ".",
-            "Only models of the same version, sample rate, f0 setting and size can be merged.",
+            "Only models of the same version, sample rate, f0 setting, content encoder and size can be merged.",
         )
     merged = {k: alpha * wa[k].float() + (1.0 - alpha) * wb[k].float() for k in wa}
     text = info or f"merge {alpha:g}*{Path(a_path).stem} + {1 - alpha:g}*{Path(b_path).stem}"
     out = save_small_model(
-        merged, sr_tag=a.sr_tag or a.sample_rate, f0=a.f0, version=a.version, info=text, config=a.config, path=out_path
+        merged, sr_tag=a.sr_tag or a.sample_rate, f0=a.f0, version=a.version, info=text, config=a.config,
+        path=out_path, extra=a.encoder_fields(),
     )
     if hooks is not None:
         hooks.log(f"merged {Path(a_path).name} ({alpha:g}) and {Path(b_path).name} ({1 - alpha:g}) -> {out}")
@@ -467,9 +394,10 @@ def merge_models(
 
 
 def model_info(path: str | Path) -> dict[str, Any]:
-    """What a model file is: kind, version, sample rate, f0, epoch/step, size, sha256, speakers."""
+    """What a model file is: kind, version, sample rate, f0, epoch/step, content encoder, size, sha256, speakers."""
     gen = read_generator(path)
     weights = gen.inference_weights()
+    encoder, encoder_path = gen.encoder
     return {
         "path": str(gen.path),
         "kind": gen.kind,
@@ -483,6 +411,8 @@ def model_info(path: str | Path) -> dict[str, Any]:
         "params": int(sum(int(t.numel()) for t in weights.values())),
         "dtype": str(next(iter(weights.values())).dtype).replace("torch.", ""),
         "speakers": gen.n_speakers,
+        "encoder": encoder,
+        "encoder_path": encoder_path,
         "config": gen.config,
         "sha256": file_sha256(gen.path),
         "size_bytes": gen.path.stat().st_size,

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from engines.core.errors import InvalidModelError
+from engines.core.errors import InvalidModelError, UnsafeFileError
 
 # Classes whose pickled instances we rebuild as inert records, by full name.
 _INERT_NAMES: tuple[str, ...] = (
@@ -128,13 +128,16 @@ def safe_torch_load(path: str | Path) -> Any:
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = _refused_global(str(exc))
-        what = f" It asks to load '{refused}', which is not allowed." if refused else ""
-        raise InvalidModelError(
-            f"Refused to load {path.name}: it contains objects a model file should not contain.{what}",
-            "Only tensors and plain checkpoint bookkeeping are accepted. "
-            "Use a trusted copy of the file (e.g. the official hubert_base.pt).",
-        ) from None
+        refused = refused_global(str(exc))
+        if refused:
+            raise UnsafeFileError(
+                f"Refused to load {path.name}: it contains objects a model file should not contain. "
+                f"It asks to load '{refused}', which is not allowed.",
+                "Only tensors and plain checkpoint bookkeeping are accepted. "
+                "Use a trusted copy of the file (e.g. the official hubert_base.pt).",
+            ) from None
+        raise InvalidModelError(f"Could not read {path.name} as a PyTorch checkpoint (it is damaged or not one).",
+                                "The file may be truncated or not a model; download it again.") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise InvalidModelError(
             f"Could not read {path.name} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc)[:200]}).",
@@ -142,12 +145,28 @@ def safe_torch_load(path: str | Path) -> Any:
         ) from None
 
 
-def _refused_global(message: str) -> str:
+SAFE_TORCH = (2, 6)  # torch.load(weights_only=True) could be made to run code before 2.6 (CVE-2025-32434)
+
+
+def require_safe_torch() -> None:
+    """Refuse to open files from strangers with a torch whose weights_only loader is not safe."""
+    import torch
+
+    from engines.core.errors import VoiceLabError
+
+    found = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
+    if found < SAFE_TORCH:
+        raise VoiceLabError(
+            f"This torch ({torch.__version__}) cannot open model files from other people safely: before 2.6 its "
+            "safe loader could be tricked into running code (CVE-2025-32434).",
+            "Install torch 2.6 or newer (e.g. VOICELAB_TORCH='torch>=2.6' bash scripts/setup.sh studio), then import again.")
+
+
+def refused_global(message: str) -> str:
+    """The global (class or function) a refused unpickle asked for, from torch's message; '' when the
+    refusal was for something else (a damaged file: "Unsupported operand")."""
     match = re.search(r"GLOBAL ([\w.]+)", message)
-    if match:
-        return match.group(1)
-    match = re.search(r"Unsupported (?:global|operand)[^:]*: ([^\n]+)", message)
-    return match.group(1).strip()[:120] if match else ""
+    return match.group(1) if match else ""
 
 
 def to_plain(value: Any) -> Any:

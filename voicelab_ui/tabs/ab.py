@@ -21,14 +21,16 @@ from engines.core.params import build as build_params
 from engines.core.paths import confine
 from engines.dataset.stats import list_clips, list_datasets
 from engines.rvc.infer.convert import ConvertParams
-from engines.rvc.ops.catalog import list_experiments, list_models, resolve_model
+from engines.rvc.ops.catalog import list_experiments, list_models
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.rvc_forms import (
     confined_index,
+    confined_model,
     f0_method_choices,
     form_overrides,
     index_choices,
+    link_preset,
 )
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
@@ -159,6 +161,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         with gr.Row():
             wa = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
                                overrides=form_overrides(ConvertParams, min_width=200))
+            link_preset(wa)
     gr.Markdown(t("abl.what"))
     with gr.Tabs():
         with gr.Tab(t("abl.mode_exp"), elem_id="vl-ab-mode-exp"):
@@ -179,6 +182,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                 with gr.Row():
                     wb = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
                                        overrides=form_overrides(ConvertParams, min_width=200))
+                    link_preset(wb)
             run_params = gr.Button(t("abl.compare_params"), variant="primary", elem_id="vl-ab-run-params")
     status = gr.Markdown(elem_id="vl-ab-status")
 
@@ -297,7 +301,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             params = changed_params(params_a(f0, values))
             cands = []
             for m in ms:
-                mp = resolve_model(ws, m)
+                mp = confined_model(ws, m)
                 cands.append(ab.Candidate(model=str(mp), params=params, index=confined_index(ws, idx, mp),
                                           label=mp.stem))
             session = ab.create_session(ws, path, cands, name="models", blind=bool(bl))
@@ -309,7 +313,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         path = source_path(src)
         va, vb = values[: len(a_names)], values[len(a_names):]
         try:
-            mp = resolve_model(ws, m or "")
+            mp = confined_model(ws, m)
             pa = changed_params(params_a(f0a, va))
             vb_dict = values_to_params(ConvertParams, b_names, vb)
             vb_dict["f0_method"] = f0b

@@ -23,20 +23,23 @@ from engines.rvc.ops.catalog import (
     generator_files,
     list_models,
     resolve_index,
-    resolve_model,
 )
 from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
+from voicelab_ui import import_form
 from voicelab_ui.i18n import add, t
 from voicelab_ui.rvc_forms import (
     confined_index,
+    confined_model,
     f0_method_choices,
     form_overrides,
     index_choices,
+    link_preset,
 )
 from voicelab_ui.widgets import (
     api_signature,
+    finished_job,
     param_widgets,
     submit_job,
     user_error,
@@ -91,11 +94,6 @@ add({
 })
 
 
-def finished_record(ctx: UIContext, marker: str) -> Any:
-    job_id = (marker or "").split(":", 1)[0]
-    return ctx.runner.get(job_id) if job_id else None
-
-
 def result_line(rec: Any) -> str:
     if rec.state == "done":
         return f"✔ {rec.message}"
@@ -131,6 +129,7 @@ def build(ctx: UIContext) -> None:
                                     label=t("vc.model"), info=t("vc.model_info"), elem_id="vl-vc-model", scale=3)
                 refresh = gr.Button(t("vc.refresh"), scale=0, min_width=80)
             upload = gr.File(file_types=[".pth"], label=t("vc.upload_model"), elem_id="vl-vc-upload")
+            import_form.build(ctx, "vl-vc")
             index = gr.Dropdown(choices=index_choices(ws), value="auto", allow_custom_value=True, label=t("vc.index"),
                                 info=t("vc.index_info"), elem_id="vl-vc-index")
             index_note = gr.Markdown(elem_id="vl-vc-index-note")
@@ -143,6 +142,7 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             widgets = param_widgets(ConvertParams, skip=("f0_method",),
                                     overrides=form_overrides(ConvertParams, min_width=220))
+            link_preset(widgets)
     widgets = {"f0_method": f0_method, **widgets}
     run = gr.Button(t("vc.convert"), variant="primary", elem_id="vl-vc-run")
     with gr.Accordion(t("vc.results"), open=True):
@@ -194,7 +194,7 @@ def build(ctx: UIContext) -> None:
         if not m or (idx or "auto") != "auto":
             return ""
         try:
-            found = resolve_index(ws, "auto", resolve_model(ws, m))
+            found = resolve_index(ws, "auto", confined_model(ws, m))
         except VoiceLabError:
             return ""
         return f"auto → `{Path(found).name}`" if found else "auto → (no index found for this model)"
@@ -247,8 +247,7 @@ def build(ctx: UIContext) -> None:
                 inputs.append(str(confine(ws, server_folder.strip(), "folder")))
             if not inputs:
                 raise gr.Error("Add audio files or a folder to convert.")
-            model_path = resolve_model(ws, m or "")
-            confine(ws, model_path, "model")
+            model_path = confined_model(ws, m)
             index_path = confined_index(ws, idx or "auto", model_path)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
@@ -263,9 +262,7 @@ def build(ctx: UIContext) -> None:
         from engines.rvc.checkpoints import model_info
 
         try:
-            p = resolve_model(ws, m or "")
-            confine(ws, p, "model")
-            return info_rows(model_info(p))
+            return info_rows(model_info(confined_model(ws, m)))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
@@ -290,9 +287,7 @@ def build(ctx: UIContext) -> None:
 
     def start_merge(a: str, b: str, *values: Any) -> str:
         try:
-            pa, pb = resolve_model(ws, a or ""), resolve_model(ws, b or "")
-            confine(ws, pa, "model")
-            confine(ws, pb, "model")
+            pa, pb = confined_model(ws, a), confined_model(ws, b)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = values_to_params(MergeJob, mg_names, values)
@@ -305,7 +300,10 @@ def build(ctx: UIContext) -> None:
     result_outputs = [result_md, *players, out_files, errors, timings, tools_md, info_table, *list_outputs]
 
     def after_job(marker: str, m: str, a: str, b: str, im: str, g: str) -> dict:
-        rec = finished_record(ctx, marker)
+        rec = finished_job(ctx, marker)
+        if rec is not None and rec.op == "rvc.import":  # new voices: list them, select the first one
+            voices = import_form.imported_voices(rec)
+            return dict(zip(list_outputs, reload_lists(voices[0] if voices else m, a, b, im, g)))
         if rec is None or rec.op not in ("rvc.convert", "rvc.ckpt_extract", "rvc.ckpt_merge"):
             return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         out: dict = {}
@@ -363,8 +361,7 @@ def register_api(ctx: UIContext) -> None:
             raise gr.Error("No audio file given.")
         try:
             src = confine(ws, audio, "audio file")
-            model_path = resolve_model(ws, model)
-            confine(ws, model_path, "model")
+            model_path = confined_model(ws, model)
             params = values_to_params(ConvertParams, names, values)
             params.update(model=str(model_path), inputs=[str(src)], index=confined_index(ws, index or "", model_path) or "")
         except VoiceLabError as exc:

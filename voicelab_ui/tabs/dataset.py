@@ -16,6 +16,7 @@ from voicelab_ui.i18n import add, t
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 PAGE_SIZE = 6
+MAX_PAGE = 10**6
 
 add({
     "ds.name": ("Dataset", "数据集"),
@@ -156,8 +157,11 @@ def build(ctx: UIContext) -> None:
     view_outputs = [summary, rates, skipped, *players]
     name.change(lambda ds: show_all(ds, 1), [name], view_outputs).then(lambda: 1, None, page)
     page.submit(show_page, [name, page], players)
-    prev_btn.click(lambda p: max(1, int(p or 1) - 1), [page], page).then(show_page, [name, page], players)
-    next_btn.click(lambda p: int(p or 1) + 1, [page], page).then(show_page, [name, page], players)
+    def step_page(p: float, step: int) -> int:
+        return max(1, min(MAX_PAGE, int(p or 1) + step))
+
+    prev_btn.click(lambda p: step_page(p, -1), [page], page).then(show_page, [name, page], players)
+    next_btn.click(lambda p: step_page(p, 1), [page], page).then(show_page, [name, page], players)
 
     def reload_names(ds: str):
         return gr.update(choices=list_datasets(ctx.ws), value=ds)

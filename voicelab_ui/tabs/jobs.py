@@ -14,6 +14,7 @@ import gradio as gr
 from engines.core.jobs import STATES
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
+from voicelab_ui.widgets import submit_job
 
 add({
     "jobs.filter_op": ("Operation starts with", "操作名前缀"),
@@ -74,13 +75,13 @@ def build(ctx: UIContext) -> None:
             return ""
 
     table.select(pick, [table], job_id)
-    open_btn.click(lambda j: j.strip(), [job_id], ctx.job_id)
+    open_btn.click(lambda j: (j or "").strip(), [job_id], ctx.job_id)
 
-    def retry(j: str) -> str:
-        rec = ctx.runner.get(j.strip())
+    def retry(j: str | None) -> str:
+        rec = ctx.runner.get((j or "").strip())
         if rec is None:
             raise gr.Error("Choose a job first.")
-        return ctx.runner.submit(rec.op, rec.params, title=rec.title)
+        return submit_job(ctx, rec.op, rec.params, title=rec.title)
 
     retry_btn.click(retry, [job_id], ctx.job_id)
     ctx.extras["jobs_reload"] = (load, [state, op_prefix], table)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.core.errors import InvalidInputError
-from engines.core.settings import Workspace, safe_name
+from engines.core.settings import Workspace
 from engines.rvc.train.experiment import experiment_paths, list_checkpoints
 
 # -- experiments ------------------------------------------------------------------------------
@@ -60,8 +60,8 @@ def saved_files(ws: Workspace, exp_name: str) -> list[SavedFile]:
             for step, path in list_checkpoints(root, prefix):
                 st = path.stat()
                 out.append(SavedFile(prefix, path, epoch_at_step.get(step), step, st.st_size, st.st_mtime))
-    else:
-        safe_name(exp_name)
+    elif not exp_name.strip():
+        return out
     pattern = re.compile(rf"^{re.escape(exp_name)}_e(\d+)_s(\d+)\.pth$")
     if ws.weights.is_dir():
         for path in ws.weights.iterdir():
@@ -170,7 +170,13 @@ def feature_versions(ws: Workspace, experiment: str) -> list[str]:
 
 
 def guess_index(ws: Workspace, model_path: str | Path) -> Path | None:
-    """The workspace index that belongs to a model named ``<exp>[_e<E>_s<S>].pth``, if any."""
+    """The workspace index that belongs to a model: the one it was imported with, else by its name
+    ``<exp>[_e<E>_s<S>].pth``."""
+    from engines.rvc.model_import.install import paired_index
+
+    paired = paired_index(model_path)
+    if paired is not None:
+        return paired
     stem = Path(model_path).stem
     exp = re.sub(r"_e\d+_s\d+$", "", stem)
     for candidate in (ws.indices / f"{exp}.index", ws.indices / f"{stem}.index"):

@@ -46,11 +46,14 @@ def index_op(p: IndexJob, hooks: Hooks, ws: Workspace) -> dict:
 
 @dataclass
 class ConvertJob(ConvertParams):
-    model: str = param("", help="Model .pth (a path, or a name in <workspace>/weights)")
-    inputs: list[str] = param(default_factory=list, help="Audio files and/or folders", cli=False)
-    index: str = param("auto", help="faiss .index file; 'auto' = the model's workspace index; '' = none")
-    out_dir: str = param("", help="Output folder (default: <workspace>/outputs)")
-    hubert: str = param("", help="Content encoder (default: the configured hubert_base.pt)")
+    model: str = param("", path="read", help="Model .pth (a path, or a name in <workspace>/weights)")
+    inputs: list[str] = param(default_factory=list, path="read", help="Audio files and/or folders", cli=False)
+    index: str = param("auto", path="read", help="faiss .index file; 'auto' = the model's workspace index; '' = none")
+    out_dir: str = param("", path="write", help="Output folder (default: <workspace>/outputs)")
+    hubert: str = param("", path="read", help="Content encoder hubert_base.pt or a transformers folder "
+                                              "(default: VOICELAB_HUBERT / settings / assets/hubert/hubert_base.pt)")
+    rmvpe: str = param("", path="read", help="RMVPE weights for --f0-method rmvpe "
+                                             "(default: VOICELAB_RMVPE / settings / assets/rmvpe/rmvpe.pt)")
 
 
 @operation("rvc.convert", params=ConvertJob, kind="listening", title="RVC voice conversion",
@@ -64,7 +67,8 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
     if index:
         hooks.log(f"index: {index}")
     report = convert_files(ws, model, list(p.inputs), subset(p, ConvertParams), index_path=index,
-                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None)
+                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None,
+                           rmvpe_path=p.rmvpe or None)
     if not report.converted:
         first = report.failed[0] if report.failed else None
         raise InvalidInputError(
@@ -95,7 +99,7 @@ def _weights_target(ws: Workspace, name: str, out: str, overwrite: bool) -> Path
 
 @dataclass
 class ModelInfoParams:
-    model: str = param(help="Model .pth (a path, or a name in <workspace>/weights), or a G_*.pth checkpoint")
+    model: str = param(path="read", help="Model .pth (a path, or a name in <workspace>/weights), or a G_*.pth checkpoint")
 
 
 def _render_info(res: dict) -> str:
@@ -113,9 +117,9 @@ def info_op(p: ModelInfoParams, hooks: Hooks, ws: Workspace) -> dict:
 
 @dataclass
 class ExtractJob:
-    checkpoint: str = param("", help="Training checkpoint G_*.pth (or any generator file)")
+    checkpoint: str = param("", path="read", help="Training checkpoint G_*.pth (or any generator file)")
     name: str = param("", help="Output name in weights/ (default: <experiment>_<checkpoint>)")
-    out: str = param("", help="Output path instead of weights/<name>.pth")
+    out: str = param("", path="write", help="Output path instead of weights/<name>.pth")
     sr: Literal["", "32k", "40k", "48k"] = param("", help="Sample rate check/hint (empty = from the file)")
     version: Literal["", "v1", "v2"] = param("", help="Version check (empty = from the file)")
     f0: Literal[-1, 0, 1] = param(-1, help="Pitch-guided model: 1 or 0 (-1 = from the file)")
@@ -140,11 +144,11 @@ def extract_op(p: ExtractJob, hooks: Hooks, ws: Workspace) -> dict:
 
 @dataclass
 class MergeJob:
-    model_a: str = param("", help="Model A (.pth path or name in weights/)")
-    model_b: str = param("", help="Model B (.pth path or name in weights/)")
+    model_a: str = param("", path="read", help="Model A (.pth path or name in weights/)")
+    model_b: str = param("", path="read", help="Model B (.pth path or name in weights/)")
     alpha: float = param(0.5, min=0.0, max=1.0, step=0.05, help="Share of model A (1 = only A, 0 = only B)")
     name: str = param("", help="Output name in weights/ (default: <A>+<B>_a<alpha>)")
-    out: str = param("", help="Output path instead of weights/<name>.pth")
+    out: str = param("", path="write", help="Output path instead of weights/<name>.pth")
     info: str = param("", help="Text stored in the model's info field")
     overwrite: bool = param(False, help="Replace a model of the same name")
 

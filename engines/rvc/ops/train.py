@@ -6,7 +6,9 @@ and ``voicelab rvc preprocess|extract|train`` have the same options. Before
 any work starts, :func:`preflight` checks the weight files the requested
 stages will need (HuBERT, the pitch method's model, the pretrained G/D), so a
 missing file fails at once with the file, its place and the download command,
-instead of after a long preprocessing run. Nothing here imports torch at
+instead of after a long preprocessing run; a pretrained G/D whose version,
+sample rate or pitch setting (read from the file) differs from the
+experiment's is refused with the reason. Nothing here imports torch at
 import time (``engines.rvc.train.launch`` does, so it is imported inside).
 """
 
@@ -77,11 +79,14 @@ def preflight(ws: Workspace, params: TrainParams, stages: Sequence[str], train: 
         else:
             require_asset(ws.settings, "hubert_base", why="HuBERT content features")
     if train and not _has_checkpoints(ws, params.exp_name):  # a resumed run never loads the pretrained files
+        from engines.rvc.pretrained import check_pretrained
+
         for path, what in ((params.pretrained_g, "generator (G)"), (params.pretrained_d, "discriminator (D)")):
             if path and not Path(path).is_file():
                 raise InvalidInputError(f"Pretrained {what} not found: {path}",
                                         "Fix the path, run `voicelab assets download ...` for it, or leave it empty "
                                         "to train from scratch.")
+        check_pretrained(ws.settings, params.pretrained_g, params.pretrained_d, params.sr, params.version, params.f0)
 
 
 def _has_checkpoints(ws: Workspace, exp_name: str) -> bool:

@@ -16,7 +16,7 @@ class TrainParams:
     """Everything ``voicelab rvc preprocess|extract|train`` and the RVC Train tab expose."""
 
     exp_name: str = param(help="Experiment name (folder under experiments/; the voice's file name)")
-    dataset: str = param("", help="Dataset name (Dataset tab) or a folder of audio files")
+    dataset: str = param("", path="read", help="Dataset name (Dataset tab) or a folder of audio files")
     sr: str = param("40k", choices=("32k", "40k", "48k"), help="Target sample rate")
     version: str = param("v2", choices=("v1", "v2"), help="Model version (v2: 768-d HuBERT layer 12)")
     f0: bool = param(True, help="Pitch-guided model (needed for singing and pitch shifting)")
@@ -26,9 +26,10 @@ class TrainParams:
     save_every_epoch: int = param(5, min=1, max=1000, help="Save G/D checkpoints every N epochs")
     save_every_weights: bool = param(True, help="Also write a small inference model at every save")
     keep_latest_only: bool = param(False, help="Keep only the newest G/D checkpoint pair (saves disk)")
-    pretrained_g: str = param("", help="Pretrained generator (e.g. assets/pretrained_v2/f0G40k.pth); empty = from scratch")
-    pretrained_d: str = param("", help="Pretrained discriminator (e.g. f0D40k.pth); empty = from scratch")
-    gpus: str = param("", help="GPU ids separated by '-' (e.g. 0-1); empty = all visible GPUs, CPU if none")
+    pretrained_g: str = param("", path="read", help="Pretrained generator (e.g. assets/pretrained_v2/f0G40k.pth); empty = from scratch")
+    pretrained_d: str = param("", path="read", help="Pretrained discriminator (e.g. f0D40k.pth); empty = from scratch")
+    gpus: str = param("", help="GPU ids separated by '-' (e.g. 0-1); empty = all visible GPUs, CPU if none",
+                      pattern=r"[0-9 ,-]{0,64}")
     skip_preprocess: bool = param(False, help="Reuse the experiment's existing pieces")
     skip_f0: bool = param(False, help="Reuse the existing pitch files")
     skip_feature: bool = param(False, help="Reuse the existing content features")
@@ -37,8 +38,8 @@ class TrainParams:
     seed: int = param(1234, min=0, max=2**31 - 1, help="Random seed")
     precision: str = param("auto", choices=("auto", "fp32", "fp16", "bf16"), help="Mixed precision on CUDA (CPU is always fp32)")
     speaker_id: int = param(0, min=0, max=108, help="Speaker id written to the filelist")
-    hubert_path: str = param("", help="Content encoder (hubert_base.pt or a transformers dir); empty = settings")
-    rmvpe_path: str = param("", help="rmvpe.pt for the rmvpe pitch method; empty = settings")
+    hubert_path: str = param("", path="read", help="Content encoder (hubert_base.pt or a transformers dir); empty = settings")
+    rmvpe_path: str = param("", path="read", help="rmvpe.pt for the rmvpe pitch method; empty = settings")
     log_interval: int = param(10, min=1, max=10000, help="Write metrics every N steps")
     grad_clip: float = param(0.0, min=0.0, max=1000.0, help="Clip gradient norm to this value (0 = measure only, as upstream)")
     loader_workers: int = param(2, min=0, max=32, help="Data loader worker processes per training process")
@@ -49,7 +50,7 @@ class TrainParams:
                                       "(in the listening lane, while training goes on)")
     scores: bool = param(True, help="Score every save's previews (speaker similarity, pitch, CER, held-out mel "
                                     "loss) in the listening lane; needs previews")
-    preview_clip: str = param("", help="An audio file of yours converted at every save, beside the held-out clips")
+    preview_clip: str = param("", path="read", help="An audio file of yours converted at every save, beside the held-out clips")
     holdout_pieces: int = param(-1, min=-1, max=1000,
                                 help="Pieces kept out of training for previews and held-out checks (-1 = one in fifty of a "
                                      "dataset of 20+ pieces, at most 8; 0 = none)")

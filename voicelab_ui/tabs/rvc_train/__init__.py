@@ -13,13 +13,12 @@ loss curve and go to A/B Listen from there (``previews.py``). Strings: ``strings
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
-from engines.core.paths import confine
+from engines.core.paths import confine_value
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
 from engines.rvc.ops.catalog import (
@@ -51,7 +50,7 @@ from voicelab_ui.tabs.rvc_train.helpers import (
 )
 from voicelab_ui.tabs.rvc_train.previews import build_previews, wire_previews
 from voicelab_ui.tabs.rvc_train.strings import OWN_HELP
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
 REFRESH_SECONDS = 2.0
 MAIN_ROWS = (("sr", "version", "f0_method", "f0"), ("total_epoch", "batch_size", "save_every_epoch"),
@@ -131,10 +130,13 @@ def build(ctx: UIContext) -> None:
 
     # -- asset status
     def show_assets(sr, version, f0, f0_method, hubert_path, rmvpe_path, pre_g, pre_d) -> str:
-        try:
-            rows = asset_rows(ws, sr, version, bool(f0), f0_method, (hubert_path or "").strip(),
-                              (rmvpe_path or "").strip(), (pre_g or "").strip(), (pre_d or "").strip())
-            return assets_markdown(rows, f0_choices(ws, (rmvpe_path or "").strip())[1])
+        try:  # typed paths are looked at only where the path policy lets the page read
+            hubert_path, rmvpe_path, pre_g, pre_d = (confine_value(ws, v, "model file")
+                                                     for v in (hubert_path, rmvpe_path, pre_g, pre_d))
+            rows = asset_rows(ws, sr, version, bool(f0), f0_method, hubert_path, rmvpe_path, pre_g, pre_d)
+            return assets_markdown(rows, f0_choices(ws, rmvpe_path)[1])
+        except VoiceLabError as exc:
+            return f"{exc.message} {exc.hint}".strip()
         except Exception as exc:  # the status view must never break the page
             return f"Model file check failed: {type(exc).__name__}: {exc}"
 
@@ -150,7 +152,7 @@ def build(ctx: UIContext) -> None:
         w.blur(show_assets, status_inputs, assets_md, show_progress="hidden")
 
     def recheck(rmvpe_path, *status_values) -> tuple:
-        new_choices, _ = f0_choices(ws, (rmvpe_path or "").strip())
+        new_choices, _ = f0_choices(ws, confine_value(ws, rmvpe_path, "rmvpe path"))
         return gr.update(choices=new_choices), show_assets(*status_values)
 
     assets_btn.click(recheck, [widgets["rmvpe_path"], *status_inputs], [widgets["f0_method"], assets_md],
@@ -169,6 +171,10 @@ def build(ctx: UIContext) -> None:
                 timer_update, *previews.values(ws, name, save, latest)]
 
     view_outputs = [loss_plot, lr_plot, score_plot, best_md, saved, stamp, timer, *previews.outputs]
+
+    def fresh_views(name: str | None) -> list:
+        return views(name, "")
+
     view_inputs = [exp, stamp, previews.save, previews.latest]
     timer.tick(views, view_inputs, view_outputs, show_progress="hidden", queue=False)
     wire_previews(ctx, previews, exp)
@@ -180,42 +186,22 @@ def build(ctx: UIContext) -> None:
         previous = last_run_params(ctx, name) or experiment_settings(ws, name)
         return [previous[n] if n in previous else gr.update() for n in EXPERIMENT_FIELDS]
 
-    exp.change(pick_experiment, [exp], exp_fill).then(lambda n: views(n, ""), [exp], view_outputs,
+    exp.change(pick_experiment, [exp], exp_fill).then(fresh_views, [exp], view_outputs,
                                                       show_progress="hidden")
 
     def reload_lists(name: str | None, ds: str | None) -> tuple:
         return gr.update(choices=list_experiments(ws), value=name), gr.update(choices=list_datasets(ws), value=ds)
 
-    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+    refresh.click(reload_lists, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
-    # -- jobs
-    def model_path(value: str, what: str) -> str:
-        """A model path typed by the user; in LAN mode it must lie in the assets folder or an allowed root."""
-        value = (value or "").strip()
-        if not value or not ws.settings.lan:
-            return value
-        assets = Path(ws.settings.assets_dir).expanduser().resolve()
-        real = Path(value).expanduser().resolve()
-        if real == assets or assets in real.parents:
-            return str(real)
-        return str(confine(ws, value, what))
-
+    # -- jobs (submit_job confines the dataset folder, the model paths and the preview clip)
     def job_params(name: str | None, ds: str | None, clip: str | None, values: tuple) -> dict:
         name = (name or "").strip()
         if not name:
             raise gr.Error("Give the experiment a name (or pick an existing one).")
+        safe_name(name)
         params = values_to_params(TrainParams, names, values)
-        try:
-            safe_name(name)
-            ds = (ds or "").strip()
-            if ds and ds not in list_datasets(ws):
-                ds = str(confine(ws, ds, "dataset folder"))
-            for field in ("pretrained_g", "pretrained_d", "hubert_path", "rmvpe_path"):
-                params[field] = model_path(params.get(field) or "", field.replace("_", " "))
-            params["preview_clip"] = str(confine(ws, clip, "preview clip")) if clip else ""
-        except VoiceLabError as exc:
-            raise user_error(exc) from exc
-        params.update(exp_name=name, dataset=ds)
+        params.update(exp_name=name, dataset=(ds or "").strip(), preview_clip=(clip or "").strip())
         return params
 
     def start_preprocess(name, ds, clip, *values) -> str:
@@ -262,7 +248,7 @@ def build(ctx: UIContext) -> None:
 
     if ctx.demo is not None:
         ctx.demo.load(show_assets, status_inputs, assets_md)
-        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(lambda n: views(n, ""), [exp], view_outputs)
+        ctx.demo.load(on_load, [exp, dataset], [exp, dataset]).then(fresh_views, [exp], view_outputs)
 
     # -- API-only endpoints
     def metrics_api(exp_name: str) -> list:

@@ -20,7 +20,8 @@ from engines.assets.check import (
 )
 from engines.assets.manifest import load_manifest
 from engines.core.errors import InvalidInputError, VoiceLabError
-from engines.core.paths import confine
+from engines.core.paths import IMPORT_SOURCE, confine
+from voicelab_ui import import_form
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.widgets import submit_job, user_error
@@ -97,10 +98,10 @@ def readiness_rows(statuses: list[AssetStatus]) -> list[list[str]]:
 
 
 def downloadable(statuses: list[AssetStatus]) -> tuple[list[str], list[str]]:
-    """(every downloadable asset name, those not present)."""
+    """(every downloadable asset name, those not usable: an unofficial hubert/rmvpe the user chose stays)."""
     manifest = load_manifest()
     names = [s.name for s in statuses if manifest.assets[s.name].kind != "package"]
-    return names, [s.name for s in statuses if s.name in names and not s.ok]
+    return names, [s.name for s in statuses if s.name in names and not s.usable]
 
 
 def current_tables(ctx: UIContext, verify: bool = False, hash_files: bool = False) -> tuple[list, list, Any]:
@@ -111,11 +112,11 @@ def current_tables(ctx: UIContext, verify: bool = False, hash_files: bool = Fals
 
 
 def import_folder(ctx: UIContext, folder: str) -> Path:
-    """The folder to import from: any folder on a local studio, a confined one in LAN mode."""
-    folder = (folder or "").strip()
+    """The folder to import from: any folder on a local studio, a confined one in LAN mode (never uploads)."""
+    folder = (folder or "").strip() if isinstance(folder, str) else ""
     if not folder:
         raise InvalidInputError("Give the folder of an RVC WebUI, Applio or CosyVoice install.")
-    path = confine(ctx.ws, folder, "folder") if ctx.ws.settings.lan else Path(folder).expanduser().resolve()
+    path = confine(ctx.ws, folder, "folder", IMPORT_SOURCE)
     if not path.is_dir():
         raise InvalidInputError(f"{path} is not a folder on the server.")
     return path
@@ -140,6 +141,7 @@ def build(ctx: UIContext) -> None:
                                 elem_id="vl-assets-import-folder")
             copy = gr.Checkbox(value=False, label=t("assets.copy"))
             run_import = gr.Button(t("assets.import_run"), elem_id="vl-assets-import")
+        import_form.build(ctx, "vl-assets", pretrained=True, runs=True)
         with gr.Accordion(t("assets.download"), open=False):
             names = gr.Dropdown(choices=[], value=[], multiselect=True, label=t("assets.download_names"),
                                 info=t("assets.download_info"), elem_id="vl-assets-download-names")

@@ -1,0 +1,3 @@
+"""``torchaudio.compliance``: Kaldi-compatible features."""
+
+from . import kaldi  # noqa: F401
