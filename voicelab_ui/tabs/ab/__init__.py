@@ -437,6 +437,6 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     gr.api(vote_api, api_name="ab_vote")
     gr.api(ranking_api, api_name="ab_ranking")
 
-    from voicelab_ui.tabs import ab_tournament
+    from voicelab_ui.tabs.ab import tournament
 
-    ab_tournament.build(ctx)
+    tournament.build(ctx)
