@@ -178,3 +178,42 @@ def test_train_tab_plots_scores_and_stars_the_best_save_in_the_table(ws):
     cents = frame[frame["series"] == "pitch err (cents)"].set_index("epoch")["score"]
     assert sim[2] == 1.0 and sim[1] == 0.0 and cents[2] == 1.0 and cents[1] == 0.0  # 1 = best, whatever the unit
     assert "CER: **epoch 3**" in best_markdown(ws, "ui")
+
+
+def test_campplus_scores_name_their_encoder_and_are_not_mixed_with_resemblyzer(ws, tmp_path):
+    from tiny_cosyvoice_onnx import build_campplus
+
+    from engines.ab.scores import best_saves, read_scores
+
+    _fake_experiment(ws, tmp_path)
+    onnx = build_campplus(tmp_path / "campplus.onnx")
+    res = run_inline("ab.score", {"exp_name": "sc", "campplus": str(onnx), "language": "de"}, ws)
+    assert {r["encoder"] for r in res["scored"]} == {"campplus"}
+    assert (ws.experiment_dir("sc") / "speaker_embedding_campplus.json").is_file()
+    records = read_scores(ws, "sc")
+    copy = next(r for r in records if r["step"] == 10)
+    # a later resemblyzer record of the noise save: the best speaker similarity keeps to one encoder
+    noise = dict(next(r for r in records if r["step"] == 20), encoder="resemblyzer")
+    noise["scores"] = dict(noise["scores"], speaker_similarity=0.99)
+    best = best_saves([copy, noise])
+    assert best["speaker_similarity"]["step"] == 20 and best["speaker_similarity"]["value"] == 0.99
+    assert best_saves([noise, copy])["speaker_similarity"]["step"] == 10  # campplus latest: only campplus counts
+
+
+def test_the_preview_job_queues_the_scores_of_its_save(ws, tmp_path):
+    from test_rvc_convert import make_fast_hubert, make_fast_voice
+
+    from engines.core.hooks import Hooks
+
+    _fake_experiment(ws, tmp_path)
+    model = make_fast_voice(ws.weights / "sc_e3_s30.pth", "v1", "32k", f0=True)
+    submitted = []
+    hooks = Hooks(submit=lambda op, params, title="": submitted.append((op, params)) or "job1")
+    src = str(ws.experiment_dir("sc") / "1_16k_wavs" / "0_3.wav")
+    res = run_inline("rvc.preview", {"exp_name": "sc", "model": str(model), "epoch": 3, "step": 30, "clips": [src],
+                                     "f0_method": "pm", "hubert": str(make_fast_hubert(tmp_path / "hubert"))}, ws, hooks)
+    assert res["outputs"] and submitted == [("ab.score", {"exp_name": "sc", "models": [str(model)]})]
+    submitted.clear()
+    run_inline("rvc.preview", {"exp_name": "sc", "model": str(model), "epoch": 3, "step": 30, "clips": [src],
+                               "f0_method": "pm", "hubert": str(tmp_path / "hubert"), "scores": False}, ws, hooks)
+    assert submitted == []
