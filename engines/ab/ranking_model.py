@@ -126,8 +126,13 @@ class OrderPosterior:
         return (j, i) if j == lead else (i, j)
 
     def votes_left(self, target: float) -> int:
-        """Estimate: entropy still to remove (down to 'target on the leader, the rest spread evenly'), at the
-        information the next best vote is expected to give."""
+        """Estimate of the votes until P(leader is best) reaches ``target``.
+
+        The entropy still to remove (down to "target on the leader, the rest spread evenly") over the
+        information the next best vote is expected to give, scaled by ``1.22 n + 12.5 min(1, n / 10)``:
+        votes seldom give the most they could, and on simulated tournaments (12 candidates, a listener
+        right 70% of the time) the plain ratio fell short of the votes actually needed by 15-30.
+        """
         p = self.p_best
         if p.max() >= target:
             return 0
@@ -135,8 +140,9 @@ class OrderPosterior:
         h_goal = entropy(np.array([target] + [rest] * (self.k - 1)))
         gain = float(np.max(self.pair_gains()))
         if gain <= 1e-6:
-            return 99
-        return int(min(99, math.ceil(max(0.0, entropy(p) - h_goal) / gain)))
+            return 999
+        naive = max(0.0, entropy(p) - h_goal) / gain
+        return int(min(999, max(1, math.ceil(1.22 * naive + 12.5 * min(1.0, naive / 10)))))
 
 
 def bt_strengths(k: int, votes: Sequence[Vote], prior_sd: float = 1.0, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
