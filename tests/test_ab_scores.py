@@ -217,3 +217,19 @@ def test_the_preview_job_queues_the_scores_of_its_save(ws, tmp_path):
     run_inline("rvc.preview", {"exp_name": "sc", "model": str(model), "epoch": 3, "step": 30, "clips": [src],
                                "f0_method": "pm", "hubert": str(tmp_path / "hubert"), "scores": False}, ws, hooks)
     assert submitted == []
+
+
+def test_a_model_without_previews_is_converted_then_scored_from_the_cli(ws, tmp_path, capsys):
+    from test_rvc_convert import make_fast_hubert, make_fast_voice
+
+    from engines.cli import main
+
+    _fake_experiment(ws, tmp_path)
+    model = make_fast_voice(tmp_path / "community.pth", "v1", "32k", f0=True)
+    hubert = make_fast_hubert(tmp_path / "hubert")
+    assert main(["--workspace", str(ws.root), "rvc", "score", "sc", "--models", str(model), "--hubert", str(hubert),
+                 "--language", "de", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)["scored"][0]
+    assert rec["model"] == str(model.resolve()) and rec["encoder"] == "resemblyzer"
+    assert [c["kind"] for c in rec["clips"]] and rec["scores"]["pitch_cents"] is not None
+    assert (ws.experiment_dir("sc") / "scores" / "community").is_dir()  # its conversions, beside the experiment

@@ -56,6 +56,8 @@ class ScoreParams:
     asr_model: str = param("", path="read", help="Whisper model for the CER (empty = bundled tiny.en for English)")
     f0_method: str = param("pm", help="Pitch method for the pitch-fidelity score")
     redo: bool = param(False, help="Score again saves that already have scores")
+    hubert: str = param("", path="read", help="Content encoder for models without previews (default: the "
+                                              "configured one)")
 
 
 @dataclass
@@ -230,7 +232,7 @@ def rank_saves(records: list[dict[str, Any]]) -> list[str]:
     return sorted(ranks, key=lambda m: (np.mean(ranks[m]) if ranks[m] else 1.0))
 
 
-def _model_record(ws: Workspace, exp_name: str, model: Path, hooks: Hooks) -> dict[str, Any]:
+def _model_record(ws: Workspace, exp_name: str, model: Path, hooks: Hooks, hubert: str = "") -> dict[str, Any]:
     """A preview-like record for a model without previews: convert the experiment's preview clips."""
     from engines.rvc.checkpoints import model_info
     from engines.rvc.infer.convert import ConvertParams, convert_files
@@ -245,9 +247,8 @@ def _model_record(ws: Workspace, exp_name: str, model: Path, hooks: Hooks) -> di
     info = model_info(model)
     params = ConvertParams(f0_method="pm", seed=PREVIEW_SEED)
     report = convert_files(ws, model, [c.source for c in clips], params, index_path=None,
-                           out_dir=paths.root / "scores" / model.stem, hooks=hooks)
-    epoch = int(info.get("epoch") or 0) if isinstance(info, dict) else 0
-    return {"epoch": epoch, "step": int(info.get("step") or 0) if isinstance(info, dict) else 0, "model": str(model),
+                           out_dir=paths.root / "scores" / model.stem, hooks=hooks, encoder_path=hubert or None)
+    return {"epoch": int(info.get("epoch") or 0), "step": int(info.get("step") or 0), "model": str(model),
             "params": {"transpose": 0}, "clips": [{"name": Path(f.input).stem, "kind": clip_kind(paths, f.input),
                                                    "source": f.input, "output": f.output, "ok": f.ok}
                                                   for f in report.files]}
@@ -278,7 +279,7 @@ def score_saves(ws: Workspace, p: ScoreParams, hooks: Hooks | None = None) -> li
     out = []
     for i, model in enumerate(todo):
         hooks.progress(i / len(todo), f"scoring {model.name}")
-        rec = previews.get(str(model)) or _model_record(ws, p.exp_name, model, hooks.scaled(0, 0))
+        rec = previews.get(str(model)) or _model_record(ws, p.exp_name, model, hooks.scaled(0, 0), p.hubert)
         scored = score_record(ctx, rec)
         with open(ctx.exp_root / SCORES_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(scored, ensure_ascii=False) + "\n")
