@@ -82,6 +82,13 @@ def test_tournament_on_a_phone_with_keys_and_promotion(tmp_path):
         page.locator("#vl-tour-promote").click()
         page.wait_for_function("() => document.querySelector('#vl-tour-result')?.innerText.includes('promoted')",
                                timeout=20000)
+        # the same operations through the API
+        from gradio_client import Client
+
+        client = Client(url, verbose=False)
+        st = client.predict("spk", "", api_name="/ab_tournament_status")
+        assert st["state"] == "finished" and st["winner"] == best and st["votes"] == len(probs)
+        assert client.predict("spk", api_name="/rvc_train_scores") == {"scores": [], "best": {}}
     assert (ws / "weights" / "spk.pth").read_bytes() == models[1].read_bytes()
     side = json.loads((ws / "weights" / "spk.json").read_text())
     assert side["promoted_from"] == best and side["tournament"]["p_best"] >= 0.95
