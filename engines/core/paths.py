@@ -258,8 +258,12 @@ def path_fields(cls: type) -> dict[str, str]:
 
 
 def servable_roots(ws: Workspace) -> list[Path]:
-    """What the file route may serve: outputs, dataset clips, A/B renders and uploads (not A/B sessions: blind)."""
-    return [ws.outputs, ws.datasets, ws.root / "ab" / "cache", ws.root / "ab" / "cosyvoice", upload_root()]
+    """What the file route may serve: outputs, dataset clips, A/B renders and uploads (not A/B sessions: blind).
+
+    Tournament takes (``ab/tournaments``) are served: their file names are random tokens, not saves.
+    """
+    return [ws.outputs, ws.datasets, ws.root / "ab" / "cache", ws.root / "ab" / "cosyvoice",
+            ws.root / "ab" / "tournaments", upload_root()]
 
 
 def servable(ws: Workspace, path: str | os.PathLike, extra: Iterable[Path] = ()) -> bool:

@@ -32,7 +32,7 @@ DATA_STAGES = ("preprocess", "f0", "feature")
 _TRAINING_ONLY = (
     "total_epoch", "batch_size", "save_every_epoch", "save_every_weights", "keep_latest_only", "pretrained_g",
     "pretrained_d", "precision", "log_interval", "grad_clip", "loader_workers", "cpu_processes", "max_steps", "seed",
-    "previews", "preview_clip", "nnodes", "node_rank", "master_addr", "master_port",
+    "previews", "scores", "preview_clip", "nnodes", "node_rank", "master_addr", "master_port",
 )
 _EXTRACT_ONLY = ("version", "f0", "f0_method", "hubert_path", "rmvpe_path", "skip_f0", "skip_feature", "speaker_id",
                  "add_mute", "gpus", "holdout_pieces")
@@ -209,6 +209,10 @@ def preview_op(p: PreviewJob, hooks: Hooks, ws: Workspace) -> dict:
     safe_name(p.exp_name)
     rec = render_previews(ws, p, hooks)
     ok = sum(c["ok"] for c in rec["clips"])
+    if p.scores and ok and hooks.submit is not None:  # scored by name: the scores live in a layer above
+        job = hooks.submit("ab.score", {"exp_name": p.exp_name, "models": [p.model]},
+                           f"Scores of '{p.exp_name}' at epoch {p.epoch}")
+        hooks.log(f"Scores of epoch {p.epoch} queued (job {job}).")
     return {"summary": f"'{p.exp_name}' epoch {p.epoch}: {ok}/{len(rec['clips'])} preview(s) on {rec['device']}",
             "preview": rec, "outputs": [c["output"] for c in rec["clips"] if c["ok"]]}
 

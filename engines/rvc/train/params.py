@@ -48,6 +48,8 @@ class TrainParams:
     add_mute: bool = param(True, help="Add two silent pieces to the filelist, as upstream")
     previews: bool = param(True, help="At every save, convert a few clips with the new small model to listen to "
                                       "(in the listening lane, while training goes on)")
+    scores: bool = param(True, help="Score every save's previews (speaker similarity, pitch, CER, held-out mel "
+                                    "loss) in the listening lane; needs previews")
     preview_clip: str = param("", path="read", help="An audio file of yours converted at every save, beside the held-out clips")
     holdout_pieces: int = param(-1, min=-1, max=1000,
                                 help="Pieces kept out of training for previews and held-out checks (-1 = one in fifty of a "

@@ -97,6 +97,7 @@ class PreviewJob:
     clips: list[str] = param(default_factory=list, help="Audio files to convert (default: the run's preview clips)")
     f0_method: str = param("pm", help="Pitch method for the conversions (the training's)")
     hubert: str = param("", help="Content encoder (default: the configured hubert_base.pt)")
+    scores: bool = param(True, help="Then score the save (queues ab.score; the command line scores at once)")
 
 
 def clip_kind(paths: ExperimentPaths, source: str) -> str:
@@ -151,6 +152,19 @@ def read_previews(ws: Any, exp_name: str) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def score_now(ws: Any, exp_name: str, model: str, hooks: Hooks) -> None:
+    """Score a save in this process (command-line training), by operation name: scores are a layer above."""
+    from engines.core.errors import VoiceLabError
+    from engines.core.ops import run_inline
+
+    try:
+        res = run_inline("ab.score", {"exp_name": exp_name, "models": [model]}, ws,
+                         Hooks(log=hooks.log, cancel_event=hooks.cancel_event))
+        hooks.log(f"Scores: {res.get('summary', '')}")
+    except VoiceLabError as exc:  # a score that cannot be made never stops the training
+        hooks.log(f"Scores of {Path(model).name} skipped: {exc}")
+
+
 def previews_at_saves(ws: Any, params: TrainParams, hooks: Hooks) -> Callable[[dict[str, Any]], None] | None:
     """What a training run does at each save: queue (studio) or render (command line) the previews."""
     if not params.previews:
@@ -168,12 +182,15 @@ def previews_at_saves(ws: Any, params: TrainParams, hooks: Hooks) -> Callable[[d
             return
         values = {"exp_name": params.exp_name, "model": save["small_model"], "epoch": int(save["epoch"]),
                   "step": int(save["step"]), "clips": [c.source for c in clips],
-                  "f0_method": params.f0_method if params.f0 else "pm", "hubert": params.hubert_path}
+                  "f0_method": params.f0_method if params.f0 else "pm", "hubert": params.hubert_path,
+                  "scores": params.scores}
         if hooks.submit is not None:
             job = hooks.submit("rvc.preview", values, f"Previews of '{params.exp_name}' at epoch {save['epoch']}")
             hooks.log(f"Previews of epoch {save['epoch']} queued in the listening lane (job {job}).")
         else:
             rec = render_previews(ws, PreviewJob(**values), Hooks(log=hooks.log, cancel_event=hooks.cancel_event))
             hooks.log(f"Previews of epoch {save['epoch']}: {sum(c['ok'] for c in rec['clips'])} clip(s).")
+            if params.scores:
+                score_now(ws, params.exp_name, save["small_model"], hooks)
 
     return on_save

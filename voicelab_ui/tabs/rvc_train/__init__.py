@@ -33,7 +33,9 @@ from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import t
 from voicelab_ui.tabs.rvc_train.helpers import (
     asset_rows,
+    SCORE_COLUMNS,
     assets_markdown,
+    best_markdown,
     default_f0_method,
     f0_choices,
     last_run_params,
@@ -41,6 +43,7 @@ from voicelab_ui.tabs.rvc_train.helpers import (
     pretrained_for,
     result_markdown,
     saved_rows,
+    score_frame,
     standard_pretrained,
     training_job_running,
     view_stamp,
@@ -58,7 +61,7 @@ MAIN_FIELDS = tuple(name for row in MAIN_ROWS for name in row)
 NOT_SHOWN = ("exp_name", "dataset", "segment_size", "model_config", "preview_clip")
 # Settings an experiment must keep between runs (filled in when an experiment is picked).
 EXPERIMENT_FIELDS = ("dataset", "sr", "version", "f0", "f0_method")
-SAVED_HEADERS = ("kind", "file", "epoch", "step", "size", "saved at")
+SAVED_HEADERS = ("kind", "file", "epoch", "step", "size", "saved at", *(c for _, c in SCORE_COLUMNS))
 
 __all__ = ["asset_rows", "assets_markdown", "build", "default_f0_method", "f0_choices", "loss_frames",
            "pretrained_for", "saved_rows", "standard_pretrained", "view_stamp"]
@@ -111,6 +114,9 @@ def build(ctx: UIContext) -> None:
                 lr_plot = gr.LinePlot(x="step", y="lr", label=t("rvc.tr.lr"), elem_id="vl-rvc-plot-lr")
                 machine_plot, machine_md = build_machine("vl-rvc")
                 tb_btn, tb_md = build_tensorboard("vl-rvc")
+                score_plot = gr.LinePlot(x="epoch", y="score", color="series", label=t("rvc.tr.scores"),
+                                         elem_id="vl-rvc-plot-scores")
+                best_md = gr.Markdown(elem_id="vl-rvc-best")
             with gr.Column(scale=2, min_width=280, elem_id="vl-rvc-previews"):
                 gr.Markdown(t("rvc.tr.previews"))
                 previews = build_previews()
@@ -163,16 +169,18 @@ def build(ctx: UIContext) -> None:
         new_stamp = view_stamp(ws, name)
         timer_update = gr.Timer(active=running)
         if new_stamp == old_stamp:
-            return [*[gr.update()] * 3, old_stamp, timer_update, *[gr.update()] * len(previews.outputs),
+            return [*[gr.update()] * 5, old_stamp, timer_update, *[gr.update()] * len(previews.outputs),
                     gr.update(), gr.update()]
         loss_df, lr_df = loss_frames(ws, name)
-        return [loss_df, lr_df, saved_rows(ws, name), new_stamp, timer_update,
-                *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
+        return [loss_df, lr_df, score_frame(ws, name), best_markdown(ws, name), saved_rows(ws, name), new_stamp,
+                timer_update, *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
 
-    view_outputs = [loss_plot, lr_plot, saved, stamp, timer, *previews.outputs, machine_plot, machine_md]
+    view_outputs = [loss_plot, lr_plot, score_plot, best_md, saved, stamp, timer, *previews.outputs,
+                    machine_plot, machine_md]
 
     def fresh_views(name: str | None) -> list:
         return views(name, "")
+
     view_inputs = [exp, stamp, previews.save, previews.latest]
     timer.tick(views, view_inputs, view_outputs, show_progress="hidden", queue=False)
     wire_previews(ctx, previews, exp)
@@ -261,3 +269,12 @@ def build(ctx: UIContext) -> None:
 
     gr.api(metrics_api, api_name="rvc_train_metrics")
     gr.api(saved_api, api_name="rvc_train_checkpoints")
+
+    def scores_api(exp_name: str) -> dict:
+        """Each save's scores (scores.jsonl) and the best save per score."""
+        from engines.ab.scores import best_saves, read_scores
+
+        records = read_scores(ws, exp_name.strip())
+        return client_json({"scores": records, "best": best_saves(records)})
+
+    gr.api(scores_api, api_name="rvc_train_scores")

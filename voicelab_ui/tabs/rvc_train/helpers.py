@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engines.ab.scores import DIRECTIONS, best_saves, read_scores
 from engines.assets.check import human_size
 from engines.core.errors import InvalidInputError
 from engines.rvc.ops.catalog import read_metrics, saved_files
@@ -123,10 +124,58 @@ def loss_frames(ws: Any, exp: str) -> tuple[Any, Any]:
     return (pd.DataFrame(loss, columns=["step", "loss", "series"]), pd.DataFrame(lr, columns=["step", "lr"]))
 
 
+# (score key, table column / plot series); the best save per score is starred in the table
+SCORE_COLUMNS = (("speaker_similarity", "speaker sim"), ("pitch_cents", "pitch err (cents)"), ("cer", "CER"),
+                 ("heldout_mel_l1", "held-out mel L1"))
+BEST = "★"
+
+
 def saved_rows(ws: Any, exp: str) -> list[list[Any]]:
+    """One row per saved file; small models also show their scores (the best save per score starred)."""
     kinds = {"G": "G checkpoint", "D": "D checkpoint", "model": "small model"}
-    return [[kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, human_size(s.size),
-             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.mtime))] for s in saved_files(ws, exp)]
+    records = read_scores(ws, exp) if exp else []
+    by_model = {Path(r["model"]).name: r for r in records}
+    best = {k: Path(b["model"]).name for k, b in best_saves(records).items()}
+    rows = []
+    for s in saved_files(ws, exp):
+        row = [kinds[s.kind], s.path.name, "" if s.epoch is None else s.epoch, s.step, human_size(s.size),
+               time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.mtime))]
+        rec = by_model.get(s.path.name) if s.kind == "model" else None
+        for key, _ in SCORE_COLUMNS:
+            value = (rec or {}).get("scores", {}).get(key)
+            row.append("" if value is None else f"{value:g}" + (f" {BEST}" if best.get(key) == s.path.name else ""))
+        rows.append(row)
+    return rows
+
+
+def score_frame(ws: Any, exp: str) -> Any:
+    """Scores against epoch for the plot, each scaled 0..1 over the run with 1 = best (they have different units)."""
+    import pandas as pd
+
+    records = read_scores(ws, exp) if exp else []
+    rows = []
+    for key, label in SCORE_COLUMNS:
+        pts = [(r["epoch"], r["scores"][key]) for r in records if (r.get("scores") or {}).get(key) is not None]
+        if not pts:
+            continue
+        vals = [v for _, v in pts]
+        lo, hi = min(vals), max(vals)
+        for epoch, v in pts:
+            x = 1.0 if hi == lo else (v - lo) / (hi - lo)
+            rows.append({"epoch": epoch, "score": x if DIRECTIONS[key] else 1.0 - x, "series": label})
+    return pd.DataFrame(rows, columns=["epoch", "score", "series"])
+
+
+def best_markdown(ws: Any, exp: str) -> str:
+    """The best save per score, in words (the plot's scale hides the units)."""
+    records = read_scores(ws, exp) if exp else []
+    if not records:
+        return ""
+    best = best_saves(records)
+    labels = dict(SCORE_COLUMNS)
+    enc = next((r.get("encoder") for r in reversed(records) if r.get("encoder")), None)
+    parts = [f"{labels[k]}: **epoch {b['epoch']}** ({b['value']:g})" for k, b in best.items() if k in labels]
+    return f"{BEST} Best save per score — " + "; ".join(parts) + (f" (speaker encoder: {enc})" if enc else "")
 
 
 def view_stamp(ws: Any, exp: str) -> str:
@@ -138,7 +187,7 @@ def view_stamp(ws: Any, exp: str) -> str:
         root = ws.experiment_dir(exp)
     except InvalidInputError:
         return f"{exp}:invalid"
-    for path in (root, root / "metrics.jsonl", root / "previews.jsonl", ws.weights):
+    for path in (root, root / "metrics.jsonl", root / "previews.jsonl", root / "scores.jsonl", ws.weights):
         try:
             st = path.stat()
             parts.append(f"{st.st_mtime_ns}:{st.st_size}")

@@ -36,6 +36,7 @@ add({
     "rvc.tr.loss": ("Losses (generator total / mel / kl / fm, discriminator)",
                     "损失（生成器总损失 / mel / kl / fm、判别器）"),
     "rvc.tr.lr": ("Learning rate", "学习率"),
+    "rvc.tr.scores": ("Scores of each save (1 = the run's best, 0 = its worst)", "每次保存的评分（1 = 本次训练最佳，0 = 最差）"),
     "rvc.tr.saved": ("Saved checkpoints and models", "已保存的检查点与模型"),
     "rvc.tr.saved_table": ("Checkpoints (G/D) and small models of the experiment", "该实验的检查点（G/D）与小模型"),
     "rvc.tr.previews": ("Previews at each save", "每次保存时的试听"),
@@ -123,6 +124,9 @@ FIELD_STRINGS: dict[str, tuple[str, str]] = {
     "param.add_mute": ("Add silent pieces", "加入静音片段"),
     "help.add_mute": ("Add two silent pieces to the filelist, as upstream", "与原版一样，在文件列表中加入两条静音片段"),
     "param.previews": ("Previews at every save", "每次保存时生成试听"),
+    "param.scores": ("Score every save", "为每次保存评分"),
+    "help.scores": ("Score each save's previews (speaker similarity, pitch, CER, held-out mel loss) while training "
+                    "goes on", "训练进行时为每次保存的试听评分（说话人相似度、音高、字错率、留出集 mel 损失）"),
     "help.previews": ("At every save, convert a few clips with the new small model (while training goes on)",
                       "每次保存时用新的小模型转换几个片段（训练继续进行）"),
     "param.holdout_pieces": ("Held-out pieces", "留出片段数"),

@@ -446,3 +446,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     gr.api(vote_api, api_name="ab_vote")
     gr.api(ranking_api, api_name="ab_ranking")
+
+    from voicelab_ui.tabs.ab import tournament
+
+    tournament.build(ctx)
