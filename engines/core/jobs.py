@@ -26,6 +26,7 @@ from typing import Any, Iterable
 from engines.core.atomic import user_facing
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks
+from engines.core.messages import Message, msg, ref_json, render, render_ref
 from engines.core.ops import OPERATIONS, get_operation, load_operations
 from engines.core.params import build, to_dict
 from engines.core.settings import Workspace
@@ -50,6 +51,21 @@ class JobRecord:
     result: dict | None
     error: str
     log_path: str
+    # JSON of the catalogue message (id + params) behind ``message``/``error``, '' for plain text:
+    # a page renders them in its viewer's language, the CLI in LANG's (see engines.core.messages).
+    message_ref: str = ""
+    error_ref: str = ""
+
+    def message_in(self, lang: str = "en") -> str:
+        """The progress/state message in ``lang`` (the stored text when it has no catalogue id)."""
+        return render_ref(self.message_ref, lang, self.message)[0]
+
+    def error_in(self, lang: str = "en") -> tuple[str, str]:
+        """(error, hint) in ``lang``; for a plain-text error, (the stored text, '')."""
+        return render_ref(self.error_ref, lang, self.error)
+
+    def state_in(self, lang: str = "en") -> str:
+        return render(f"state.{self.state}", {}, lang)
 
     @property
     def active(self) -> bool:
@@ -77,8 +93,12 @@ class JobStore:
             """CREATE TABLE IF NOT EXISTS jobs (
                 id TEXT PRIMARY KEY, op TEXT, title TEXT, kind TEXT, state TEXT, params TEXT,
                 created REAL, started REAL, finished REAL, progress REAL, message TEXT,
-                result TEXT, error TEXT, log_path TEXT)"""
+                result TEXT, error TEXT, log_path TEXT, message_ref TEXT, error_ref TEXT)"""
         )
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
+        for col in ("message_ref", "error_ref"):  # a jobs.sqlite from before the message catalogue
+            if col not in have:
+                self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {col} TEXT DEFAULT ''")
         self._conn.commit()
 
     def insert(self, rec: JobRecord) -> None:
@@ -104,6 +124,8 @@ class JobStore:
         d = dict(zip(_COLUMNS, row))
         d["params"] = json.loads(d["params"] or "{}")
         d["result"] = json.loads(d["result"]) if d["result"] else None
+        d["message_ref"] = d["message_ref"] or ""
+        d["error_ref"] = d["error_ref"] or ""
         return JobRecord(**d)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -129,11 +151,12 @@ class JobStore:
 
     def mark_interrupted(self) -> int:
         """After a restart: jobs that were queued or running did not finish."""
+        m = msg("job.interrupted")
         with self._lock:
             cur = self._conn.execute(
-                "UPDATE jobs SET state='interrupted', finished=?, message='Interrupted: the studio stopped while this job was active.' "
+                "UPDATE jobs SET state='interrupted', finished=?, message=?, message_ref=? "
                 "WHERE state IN ('queued','running')",
-                (time.time(),),
+                (time.time(), str(m), ref_json(m)),
             )
             self._conn.commit()
             return cur.rowcount
@@ -164,7 +187,7 @@ class JobRunner:
         """Validate ``params`` for ``op_name``, queue the job and return its id."""
         op = get_operation(op_name)
         if op.kind == "inline":
-            raise InvalidInputError(f"'{op_name}' answers at once; it is not run as a job.")
+            raise InvalidInputError(msg("job.not_a_job", op=op_name))
         if params is None:
             params = {}
         obj = params if dataclasses.is_dataclass(params) else build(op.params, dict(params))
@@ -175,6 +198,7 @@ class JobRunner:
             id=job_id, op=op_name, title=title or op.title, kind=op.kind, state="queued",
             params=to_dict(obj), created=time.time(), started=None, finished=None, progress=0.0,
             message="Queued", result=None, error="", log_path=str(log_path),
+            message_ref=ref_json(msg("job.queued")),
         )
         self.store.insert(rec)
         self._events[job_id] = threading.Event()
@@ -190,7 +214,7 @@ class JobRunner:
         if event is not None:
             event.set()
         if rec.state == "queued":
-            self.store.update(job_id, state="cancelled", finished=time.time(), message="Cancelled before it started.")
+            self.store.update(job_id, state="cancelled", finished=time.time(), **_message(msg("job.cancelled_before_start")))
         return True
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -249,14 +273,14 @@ class JobRunner:
             with log_lock:
                 log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
-        def progress(fraction: float, message: str) -> None:
+        def progress(fraction: float, message: "str | Message") -> None:
             now = time.monotonic()
             if now - last_progress[0] >= 0.2 or fraction >= 1.0:
                 last_progress[0] = now
-                self.store.update(job_id, progress=fraction, message=message[:500])
+                self.store.update(job_id, progress=fraction, **_message(message))
 
         hooks = Hooks(progress, log, event)
-        self.store.update(job_id, state="running", started=time.time(), message="Running")
+        self.store.update(job_id, state="running", started=time.time(), **_message(msg("job.running")))
         log(f"Job {job_id}: {op.title} ({op.name})")
         log("Parameters: " + json.dumps(rec.params, ensure_ascii=False))
         try:
@@ -264,25 +288,44 @@ class JobRunner:
             hooks.check_cancel()
             try:
                 result = op.fn(params, hooks, self.ws) or {}
-            except Exception as exc:  # a full disk, wherever it struck, is the user's to fix: say so
-                friendly = user_facing(exc, self.ws.root)
+            except Exception as exc:  # a full disk or a GPU out of memory, wherever it struck, is the user's to fix
+                friendly = known_failure(exc) or user_facing(exc, self.ws.root)
                 if friendly is exc:
                     raise
                 raise friendly from exc
             log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
-            self.store.update(job_id, state="done", finished=time.time(), progress=1.0,
-                              message=str(result.get("summary", "Done"))[:500], result=result)
+            self.store.update(job_id, state="done", finished=time.time(), progress=1.0, result=result,
+                              **_message(result.get("summary") or msg("job.done")))
         except Cancelled:
-            log("Cancelled by the user. Files already completed are kept; nothing half-written was left.")
-            self.store.update(job_id, state="cancelled", finished=time.time(), message="Cancelled")
+            log(str(msg("job.cancelled_log")))
+            self.store.update(job_id, state="cancelled", finished=time.time(), **_message(msg("job.cancelled")))
         except VoiceLabError as exc:
             log(f"ERROR: {exc}")
-            self.store.update(job_id, state="failed", finished=time.time(), error=str(exc), message=exc.message[:500])
+            self.store.update(job_id, state="failed", finished=time.time(), error=str(exc), error_ref=exc.ref(),
+                              **_message(exc.message_ref or exc.message))
         except Exception as exc:  # a bug or an environment problem: keep serving
             log("ERROR (unexpected): " + "".join(traceback.format_exception(exc)))
-            self.store.update(job_id, state="failed", finished=time.time(),
-                              error=f"Unexpected error: {type(exc).__name__}: {exc}",
-                              message=f"Unexpected error: {type(exc).__name__}")
+            err = VoiceLabError(msg("job.unexpected", kind=type(exc).__name__, detail=str(exc)[:1000]))
+            self.store.update(job_id, state="failed", finished=time.time(), error=err.message, error_ref=err.ref(),
+                              **_message(msg("job.unexpected_short", kind=type(exc).__name__)))
         finally:
             log_file.close()
             self._events.pop(job_id, None)
+
+
+def _message(message: "str | Message") -> dict:
+    """The ``message``/``message_ref`` columns for a progress or state message."""
+    if isinstance(message, Message):
+        return {"message": str(message)[:500], "message_ref": ref_json(message)}
+    return {"message": str(message)[:500], "message_ref": ""}
+
+
+def known_failure(exc: BaseException) -> VoiceLabError | None:
+    """A VoiceLabError for failures with one well-known fix (GPU out of memory, a worker killed), else None."""
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "OutOfMemoryError" or "CUDA out of memory" in text or "CUDA error: out of memory" in text:
+        return VoiceLabError(msg("cuda.oom"))
+    if name == "BrokenProcessPool":
+        return VoiceLabError(msg("job.pool_died"))
+    return None
