@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from engines.core.messages import msg
 from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
@@ -231,14 +232,14 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
         key = conversion_key(_sha256(cand.model), to_dict(params), _sha256(cand.index) if cand.index else None, src_sha)
         target = cache_dir(ws) / f"{key}.{params.output_format}"
         if not target.is_file():
-            hooks.progress(i / n, f"converting with {cand.label}")
+            hooks.progress(i / n, msg("progress.ab_converting", label=cand.label))
             models = load_models(ws, cand.model, cand.index, params, encoder_path=encoder_path)
             with noise.seeded_noise(params.seed) if params.seed >= 0 else _null():
                 convert_file(models, Path(session.source), target, params.output_format, vc_options(ws, params),
                              hooks.scaled(i / n, (i + 1) / n))
         cand.output = str(target)
     save_session(ws, session)
-    hooks.progress(1.0, "all candidates converted")
+    hooks.progress(1.0, msg("progress.ab_done"))
     return session
 
 

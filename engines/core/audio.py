@@ -23,6 +23,7 @@ import numpy as np
 
 from engines.core.atomic import atomic_path
 from engines.core.errors import AudioDecodeError, InvalidInputError
+from engines.core.messages import known_text, msg
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov"})
 AUDIO_EXTENSIONS = frozenset(
@@ -161,7 +162,9 @@ def _aiff_header_rate(head: bytes) -> int | None:
 
 
 def _fail(path: Path, reason: str, hint: str = "") -> AudioDecodeError:
-    return AudioDecodeError(f"Cannot decode '{path.name}': {reason}.", hint)
+    """The decode error; fixed reasons and hints come out translated (``audio.reason.*``/``audio.hint.*``)."""
+    return AudioDecodeError(msg("audio.cannot_decode", name=path.name, reason=known_text("audio.reason", reason)),
+                            known_text("audio.hint", hint))
 
 
 _CONVERT_HINT = "Convert it to WAV or FLAC with an audio editor, or remove it from the input."
@@ -176,7 +179,7 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     """
     p = Path(path)
     if not p.exists():
-        raise _fail(p, "the file does not exist", f"Check the path: {p}")
+        raise _fail(p, "the file does not exist", msg("audio.hint.check_path", path=str(p)))
     if p.is_dir():
         raise _fail(p, "it is a folder, not a file")
     size = p.stat().st_size

@@ -93,7 +93,7 @@ class Message:
 
 
 def msg(message_id: str, **params: Any) -> Message:
-    """``msg("convert.file", name="a.wav")``: a message for an error or a progress report."""
+    """``msg("progress.converting_file", name="a.wav")``: a message for an error or a progress report."""
     return Message(message_id, params)
 
 

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from engines.core.messages import msg
 from engines.core.archives import extract_member, is_hidden_member, member_path, unsafe_member
 from engines.core.atomic import require_space
 from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
@@ -372,7 +373,7 @@ def create_or_import_dataset(
             for index, item in enumerate(items):
                 hooks.check_cancel()
                 f_hooks = hooks.scaled(index / max(1, len(items)), (index + 1) / max(1, len(items)))
-                f_hooks.progress(0.0, f"{item.display}")
+                f_hooks.progress(0.0, msg("progress.import_file", name=item.display))
                 try:
                     path = _extract_member(item, incoming) if item.zip_path is not None else item.path
                     assert path is not None
@@ -398,7 +399,7 @@ def create_or_import_dataset(
                         shutil.rmtree(incoming, ignore_errors=True)
         finally:
             report.total_clips = len(man.clips)
-        hooks.progress(1.0, f"{report.added_clips} clip(s) added, {len(report.skipped)} file(s) skipped")
+        hooks.progress(1.0, msg("progress.import_done", added=report.added_clips, skipped=len(report.skipped)))
         return report
 
 
@@ -417,7 +418,7 @@ def _import_one(
     dropped = 0
 
     def on_progress(samples: int) -> None:
-        hooks.progress(min(0.99, samples / expected), f"{display}: {samples / rate:.0f}/{info.duration:.0f} s")
+        hooks.progress(min(0.99, samples / expected), msg("progress.import_seconds", name=display, done=samples / rate, total=info.duration))
 
     try:
         for a, b, x in _cut_pieces(path, info.sample_rate, rate, params, hooks, on_progress):

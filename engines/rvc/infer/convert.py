@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from engines.core.messages import msg
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param, to_dict, validate
@@ -342,7 +343,7 @@ def convert_files(
     out = Path(out_dir) if out_dir else ws.outputs
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    hooks.progress(0.0, "loading models")
+    hooks.progress(0.0, msg("progress.loading_models"))
     models = load_models(ws, model_path, index_path, params, encoder_path=encoder_path)
     load_s = time.perf_counter() - t0
     opts = options if options is not None else vc_options(ws, params)
@@ -354,7 +355,7 @@ def convert_files(
         hooks.check_cancel()
         outcome = FileOutcome(input=str(src))
         sub = hooks.scaled(i / len(files), (i + 1) / len(files))
-        sub.progress(0.0, f"converting {src.name}")
+        sub.progress(0.0, msg("progress.converting_file", name=src.name))
         start = time.perf_counter()
         target = out / output_name(src, Path(model_path), params)
         try:
@@ -392,7 +393,7 @@ def convert_files(
             hooks.log(f"{src.name} -> {target.name} ({outcome.seconds:.1f} s)")
         report.files.append(outcome)
     report.seconds = time.perf_counter() - t0
-    hooks.progress(1.0, f"{len(report.converted)}/{len(files)} converted")
+    hooks.progress(1.0, msg("progress.converted_files", done=len(report.converted), total=len(files)))
     return report
 
 

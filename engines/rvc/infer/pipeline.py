@@ -64,6 +64,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
+from engines.core.messages import msg
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
 
@@ -543,7 +544,7 @@ def run_segments(models: Models, src: Reader, sink: Any, opts: VCOptions, times:
                 sink.write(piece)
             emitted += piece.shape[0]
             done_in += planned
-            hooks.progress(done_in / max(n, 1), f"converted {done_in / SR16:.0f}/{n / SR16:.0f} s")
+            hooks.progress(done_in / max(n, 1), msg("progress.converted_seconds", done=done_in / SR16, total=n / SR16))
 
 
 # ---------------------------------------------------------------------------
@@ -758,7 +759,7 @@ def _convert_file_streamed(models: Models, in_path: Path, out_path: Path, fmt: s
                     staged.write(y)
             if staged.n < want:
                 staged.write(np.zeros(want - staged.n, np.float32))
-            hooks.progress(0.95, "writing output")
+            hooks.progress(0.95, msg("progress.writing_output"))
         with times("write"):
             level = np.float32(level_gain(peak_out, opts.normalize))
             with open_writer(out_path, out_sr, fmt) as write:

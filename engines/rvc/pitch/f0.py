@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from engines.core.messages import msg
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.params import param
@@ -427,5 +428,5 @@ def extract_f0(
     )
     f0 = fit_length(np.nan_to_num(np.asarray(f0, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0), n)
     f0[f0 < 0] = 0.0
-    hooks.progress(1.0, f"pitch ({method}) done")
+    hooks.progress(1.0, msg("progress.pitch_done", method=method))
     return f0

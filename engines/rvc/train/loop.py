@@ -36,6 +36,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
+from engines.core.messages import msg
 from engines.core.atomic import torch_save
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
@@ -596,8 +597,8 @@ def _train_loop(rank: int, world: int, job: TrainJob, channel: Channel, p: Train
                     mean_dt = sum(step_times[-50:]) / len(step_times[-50:])
                     remaining = max(0, run_steps_planned - run_steps)
                     channel.progress(run_steps / max(1, run_steps_planned),
-                                     f"epoch {epoch}/{total_epochs} step {global_step} "
-                                     f"loss_mel {last.loss_mel:.3f} ETA {_fmt_eta(remaining * mean_dt)}")
+                                     msg("progress.train_epoch", epoch=epoch, epochs=total_epochs, step=global_step,
+                                         loss_mel=float(last.loss_mel), eta=_fmt_eta(remaining * mean_dt)))
                     if global_step % p.log_interval == 0 or run_steps == 1:
                         metrics.write({"kind": "step", "epoch": epoch, "step": global_step,
                                        "lr": trainer.optim_g.param_groups[0]["lr"], **last.as_dict(),
