@@ -50,6 +50,50 @@ def gradio_i18n() -> Any:
 
 
 LANG_STORAGE_KEY = "voicelab_lang"
+LANG_COOKIE = "voicelab_lang"
+
+
+def ui_language(request: Any = None) -> str:
+    """The language of the page that made the current request: 'en' or 'zh-CN'.
+
+    The head script stores the page's language in a cookie (the Settings choice,
+    else the browser's); without one the Accept-Language header decides. Outside
+    a Gradio event (tests, scripts) it is English.
+    """
+    from engines.core.messages import normalize_language
+
+    if request is None:
+        try:
+            from gradio.context import LocalContext
+
+            request = LocalContext.request.get(None)
+        except Exception:  # noqa: BLE001 - no Gradio context
+            request = None
+    if request is None:
+        return "en"
+    try:
+        cookies = dict(getattr(request, "cookies", {}) or {})
+        if cookies.get(LANG_COOKIE):
+            return normalize_language(cookies[LANG_COOKIE])
+        accept = dict(getattr(request, "headers", {}) or {}).get("accept-language", "")
+    except Exception:  # noqa: BLE001
+        return "en"
+    return normalize_language(accept.split(",")[0])
+
+
+def headers(keys: Any, lang: str | None = None) -> list[str]:
+    """Column headers in ``lang`` (default: the current page's); Gradio does not translate them on updates."""
+    lang = lang or ui_language()
+    out = []
+    for k in keys:
+        USED_KEYS.add(k)
+        out.append(text(k, lang))
+    return out
+
+
+def table(rows: Any, keys: Any, lang: str | None = None) -> dict:
+    """A Dataframe value whose headers are in the page's language."""
+    return {"headers": headers(keys, lang), "data": [list(r) for r in rows]}
 
 
 def language_head(default: str = "auto") -> str:
@@ -70,6 +114,8 @@ def language_head(default: str = "auto") -> str:
     Object.defineProperty(Navigator.prototype, "languages", {{get: function() {{ return [lang]; }}, configurable: true}});
   }} catch (e) {{}}
   document.documentElement.lang = lang;
+  var server = lang.toLowerCase().indexOf("zh") === 0 ? "zh-CN" : "en";
+  document.cookie = "{LANG_COOKIE}=" + server + "; path=/; SameSite=Lax";
 }})();
 </script>"""
 
@@ -101,5 +147,9 @@ add({
     "jobs.open": ("Open job", "打开任务"),
     "jobs.open_id": ("Job id", "任务 ID"),
     "jobs.retry": ("Run again", "重新运行"),
+    "job.error": ("Error", "错误"),
+    "job.hint": ("What to do", "解决办法"),
+    "job.cancelling": ("Cancelling…", "正在取消…"),
+    "jobs.choose_first": ("Choose a job first.", "请先选择一个任务。"),
     "common.all": ("all", "全部"),
 })
