@@ -152,4 +152,9 @@ add({
     "job.cancelling": ("Cancelling…", "正在取消…"),
     "jobs.choose_first": ("Choose a job first.", "请先选择一个任务。"),
     "common.all": ("all", "全部"),
+    "plot.step": ("step", "步数"),
+    "plot.batch": ("batch", "批次"),
+    "plot.loss": ("loss", "损失"),
+    "plot.lr": ("learning rate", "学习率"),
+    "plot.acc": ("accuracy", "准确率"),
 })

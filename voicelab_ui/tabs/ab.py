@@ -24,6 +24,7 @@ from engines.rvc.infer.convert import ConvertParams
 from engines.rvc.ops.catalog import list_experiments, list_models
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
     confined_model,
@@ -70,6 +71,9 @@ add({
 })
 
 RANK_HEADERS = ["#", "candidate", "win rate", "W", "L", "T", "games", "BT score"]
+RANK_KEYS = tuple(f"ab.col.{i}" for i in range(len(RANK_HEADERS)))
+add(dict(zip(RANK_KEYS, (("#", "#"), ("candidate", "候选"), ("win rate", "胜率"), ("W", "胜"), ("L", "负"), ("T", "平"),
+                         ("games", "场次"), ("BT score", "BT 分数")))))
 
 
 # -- data helpers -----------------------------------------------------------------------------
@@ -378,7 +382,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                   + (" · blind" if session.blind else ""))
         return [idx, header, la, view["A"], lb, view["B"], *[gr.update(interactive=not voted)] * 3,
                 view["comment"] if voted else "", gr.update(visible=voted and not done),
-                rank_update, ranking_rows(ws, target)]
+                rank_update, i18n_table(ranking_rows(ws, target), RANK_KEYS)]
 
     def t_pair(i: int, n: int) -> str:
         return f"**{i + 1} / {n}**"
@@ -401,7 +405,8 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     vote_b.click(cast("B"), [session_id, pair_idx, comment], pair_outputs)
     vote_tie.click(cast("tie"), [session_id, pair_idx, comment], pair_outputs)
     next_btn.click(lambda sid: show_pair(sid), [session_id], pair_outputs)
-    rank_of.change(lambda tg: ranking_rows(ws, tg), [rank_of], rank_table)
+    rank_of.change(lambda tg: i18n_table(ranking_rows(ws, tg), RANK_KEYS), [rank_of], rank_table)
+    ctx.demo.load(lambda tg: i18n_table(ranking_rows(ws, tg), RANK_KEYS), [rank_of], rank_table)
     ctx.demo.load(lambda sid: show_pair(sid), [session_id], pair_outputs)
     ctx.demo.load(pending_view, None, [pending_row, pending_md])
 

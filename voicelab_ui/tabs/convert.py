@@ -29,6 +29,7 @@ from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui import import_form
 from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
     confined_model,
@@ -97,6 +98,20 @@ def result_line(rec: Any) -> str:
     if rec.state == "done":
         return f"✔ {rec.message}"
     return f"✘ **{rec.state}**: {rec.error or rec.message}"
+
+
+ERROR_KEYS = ("vc.col.file", "vc.col.error", "vc.col.hint")
+TIMING_KEYS = ("vc.col.stage", "vc.col.seconds")
+INFO_KEYS = ("vc.col.field", "vc.col.value")
+add({
+    "vc.col.file": ("file", "文件"),
+    "vc.col.error": ("error", "错误"),
+    "vc.col.hint": ("hint", "提示"),
+    "vc.col.stage": ("stage", "阶段"),
+    "vc.col.seconds": ("seconds", "秒"),
+    "vc.col.field": ("field", "字段"),
+    "vc.col.value": ("value", "值"),
+})
 
 
 def info_rows(info: dict) -> list[list[str]]:
@@ -260,7 +275,7 @@ def build(ctx: UIContext) -> None:
         from engines.rvc.checkpoints import model_info
 
         try:
-            return info_rows(model_info(confined_model(ws, m)))
+            return i18n_table(info_rows(model_info(confined_model(ws, m))), INFO_KEYS)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
@@ -315,14 +330,14 @@ def build(ctx: UIContext) -> None:
                 else:
                     out[player] = gr.update(value=None, visible=False)
             out[out_files] = outputs or None
-            out[errors] = [[Path(e["input"]).name, e.get("error") or "", e.get("hint") or ""]
-                           for e in res.get("errors", [])]
+            out[errors] = i18n_table([[Path(e["input"]).name, e.get("error") or "", e.get("hint") or ""]
+                                      for e in res.get("errors", [])], ERROR_KEYS)
             totals = res.get("stage_totals") or {}
-            out[timings] = [[k, round(float(v), 3)] for k, v in totals.items()]
+            out[timings] = i18n_table([[k, round(float(v), 3)] for k, v in totals.items()], TIMING_KEYS)
             return out
         out[tools_md] = result_line(rec)
         if rec.state == "done" and res.get("info"):
-            out[info_table] = info_rows(res["info"])
+            out[info_table] = i18n_table(info_rows(res["info"]), INFO_KEYS)
         out.update(zip(list_outputs, reload_lists(m, a, b, im, g)))
         return out
 

@@ -13,6 +13,7 @@ from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_d
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
 PAGE_SIZE = 6
@@ -31,6 +32,10 @@ add({
     "ds.stats": ("Statistics", "统计"),
     "ds.rates": ("Sample rates", "采样率分布"),
     "ds.skipped": ("Skipped files", "跳过的文件"),
+    "ds.col.rate": ("rate", "采样率"),
+    "ds.col.clips": ("clips", "切片数"),
+    "ds.col.file": ("file", "文件"),
+    "ds.col.reason": ("reason", "原因"),
     "ds.clips": ("Clips", "切片"),
     "ds.page": ("Page", "页码"),
     "ds.prev": ("◀ Previous", "◀ 上一页"),
@@ -66,6 +71,10 @@ add({
     "param.max_clip_seconds": ("Longest clip (s)", "最长切片 (秒)"),
     "help.max_clip_seconds": ("Split longer pieces into parts of at most this (s)", "将更长的片段切成不超过此时长的部分 (秒)"),
 })
+
+
+RATE_KEYS = ("ds.col.rate", "ds.col.clips")
+SKIPPED_KEYS = ("ds.col.file", "ds.col.reason")
 
 
 def stats_markdown(ctx: UIContext, name: str) -> tuple[str, list[list], list[list]]:
@@ -152,7 +161,7 @@ def build(ctx: UIContext) -> None:
 
     def show_all(ds: str, p: float) -> list:
         md, r, sk = stats_markdown(ctx, ds)
-        return [md, r, sk, *show_page(ds, p)]
+        return [md, i18n_table(r, RATE_KEYS), i18n_table(sk, SKIPPED_KEYS), *show_page(ds, p)]
 
     view_outputs = [summary, rates, skipped, *players]
     name.change(lambda ds: show_all(ds, 1), [name], view_outputs).then(lambda: 1, None, page)

@@ -10,7 +10,8 @@ from engines.core.errors import VoiceLabError
 from engines.rvc.index import IndexParams
 from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_language
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
 add({
@@ -62,6 +63,20 @@ def result_rows(res: dict) -> list[list]:
     ]
 
 
+RESULT_KEYS = ("ix.col.field", "ix.col.value")
+EXISTING_KEYS = ("ix.col.name", "ix.col.mb", "ix.col.modified", "ix.col.path")
+RESULT_HEADERS = ["", "value"]
+EXISTING_HEADERS = ["name", "MB", "modified", "path"]
+add({
+    "ix.col.field": (" ", " "),
+    "ix.col.value": ("value", "值"),
+    "ix.col.name": ("name", "名称"),
+    "ix.col.mb": ("MB", "MB"),
+    "ix.col.modified": ("modified", "修改时间"),
+    "ix.col.path": ("path", "路径"),
+})
+
+
 def build(ctx: UIContext) -> None:
     with gr.Row():
         exp = gr.Dropdown(choices=list_experiments(ctx.ws), value=None, allow_custom_value=True,
@@ -75,9 +90,9 @@ def build(ctx: UIContext) -> None:
     run = gr.Button(t("ix.build"), variant="primary", elem_id="vl-ix-build")
     with gr.Accordion(t("ix.result"), open=True):
         result_md = gr.Markdown(elem_id="vl-ix-result")
-        result = gr.Dataframe(headers=["", "value"], value=[], interactive=False, wrap=True, elem_id="vl-ix-table")
+        result = gr.Dataframe(headers=RESULT_HEADERS, value=[], interactive=False, wrap=True, elem_id="vl-ix-table")
     with gr.Accordion(t("ix.existing"), open=True):
-        existing = gr.Dataframe(headers=["name", "MB", "modified", "path"], value=index_rows(ctx), interactive=False,
+        existing = gr.Dataframe(headers=EXISTING_HEADERS, value=index_rows(ctx), interactive=False,
                                 wrap=True, elem_id="vl-ix-list")
 
     names = list(widgets)
@@ -93,9 +108,10 @@ def build(ctx: UIContext) -> None:
     exp.change(lambda e: features_note(ctx, e), [exp], [note, widgets["version"]])
 
     def reload(e: str) -> tuple:
-        return gr.update(choices=list_experiments(ctx.ws), value=e), index_rows(ctx)
+        return gr.update(choices=list_experiments(ctx.ws), value=e), i18n_table(index_rows(ctx), EXISTING_KEYS)
 
     refresh.click(reload, [exp], [exp, existing])
+    ctx.demo.load(lambda e: reload(e)[1], [exp], existing)
 
     def after_job(marker: str, e: str) -> dict:
         job_id = (marker or "").split(":", 1)[0]
@@ -107,8 +123,11 @@ def build(ctx: UIContext) -> None:
         if rec.op != "rvc.index":
             return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         if rec.state != "done":
-            return {result_md: f"✘ **{rec.state}**: {rec.error or rec.message}", result: []}
+            lang = ui_language()
+            error = " ".join(part for part in rec.error_in(lang) if part) or rec.message_in(lang)
+            return {result_md: f"✘ **{rec.state_in(lang)}**: {error}", result: i18n_table([], RESULT_KEYS, lang)}
         res = rec.result or {}
-        return {result_md: f"✔ {rec.message}", result: result_rows(res), existing: index_rows(ctx)}
+        return {result_md: f"✔ {rec.message}", result: i18n_table(result_rows(res), RESULT_KEYS),
+                existing: i18n_table(index_rows(ctx), EXISTING_KEYS)}
 
     ctx.job_finished.change(after_job, [ctx.job_finished, exp], [result_md, result, existing, exp])

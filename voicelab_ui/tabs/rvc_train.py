@@ -32,7 +32,8 @@ from engines.rvc.ops.train import pretrained_asset_names, pretrained_paths
 from engines.rvc.train.params import TrainParams
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import STRINGS, add, t
+from voicelab_ui.i18n import STRINGS, add, t, text, ui_language
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
 
 REFRESH_SECONDS = 2.0
@@ -48,8 +49,11 @@ EXPERIMENT_FIELDS = ("dataset", "sr", "version", "f0", "f0_method")
 PREFERRED_F0 = ("rmvpe", "fcpe", "crepe", "harvest", "pm")
 OK, BAD = "✔", "✘"
 SAVED_HEADERS = ("kind", "file", "epoch", "step", "size", "saved at")
+SAVED_KEYS = tuple(f"rvc.tr.col.{i}" for i in range(len(SAVED_HEADERS)))
 
 add({
+    **dict(zip(SAVED_KEYS, (("kind", "类型"), ("file", "文件"), ("epoch", "轮次"), ("step", "步数"), ("size", "大小"),
+                            ("saved at", "保存时间")))),
     "rvc.tr.intro": (
         "Train an RVC voice: pick or name an experiment, choose a dataset (from the Dataset tab, or a folder on the "
         "server), then **Train** (runs preprocessing, pitch and HuBERT features first; finished stages are cached "
@@ -413,7 +417,10 @@ def build(ctx: UIContext) -> None:
         if new_stamp == old_stamp:
             return gr.update(), gr.update(), gr.update(), old_stamp, timer_update
         loss_df, lr_df = loss_frames(ws, name)
-        return loss_df, lr_df, saved_rows(ws, name), new_stamp, timer_update
+        lang = ui_language()
+        return (gr.LinePlot(value=loss_df, x_title=text("plot.step", lang), y_title=text("plot.loss", lang)),
+                gr.LinePlot(value=lr_df, x_title=text("plot.step", lang), y_title=text("plot.lr", lang)),
+                i18n_table(saved_rows(ws, name), SAVED_KEYS, lang), new_stamp, timer_update)
 
     view_outputs = [loss_plot, lr_plot, saved, stamp, timer]
 

@@ -9,7 +9,8 @@ import gradio as gr
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
 from engines.cosyvoice.train import CosyTrainParams
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, text, ui_language
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, values_to_params
 
 from .parts import Parts, result_markdown
@@ -17,6 +18,17 @@ from .strings import PLOT_SECONDS, form
 
 MAIN_FIELDS = ["exp_name", "model_dir", "models", "max_epoch", "lr", "accum_grad", "max_frames_in_batch",
                "save_per_step"]
+
+
+CKPT_KEYS = ("cv.col.model", "cv.col.checkpoint", "cv.col.cv_loss", "cv.col.path")
+
+
+def _plots(loss: Any, acc: Any) -> tuple[Any, Any]:
+    """The two curves with axis titles in the page's language."""
+    lang = ui_language()
+    batch = text("plot.batch", lang)
+    return (gr.LinePlot(value=loss, x_title=batch, y_title=text("plot.loss", lang)),
+            gr.LinePlot(value=acc, x_title=batch, y_title=text("plot.acc", lang)))
 
 
 def metrics_frames(ws: Any, exp: str) -> tuple[Any, Any]:
@@ -84,7 +96,7 @@ def build(ctx: Any, parts: Parts) -> None:
         if new_stamp == stamp:
             return gr.update(), gr.update(), gr.update(), stamp
         loss, acc = metrics_frames(ws, exp)
-        return loss, acc, checkpoint_rows(ws, exp), new_stamp
+        return (*_plots(loss, acc), i18n_table(checkpoint_rows(ws, exp), CKPT_KEYS), new_stamp)
 
     exp_name_w = train_w["exp_name"]
     plot_outputs = [loss_plot, acc_plot, ckpt_table, plot_stamp]
@@ -95,8 +107,9 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def after_train(rec: Any, v: dict) -> dict:
         exp = rec.params.get("exp_name", "")
-        loss, acc = metrics_frames(ws, exp)
-        return {train_msg: result_markdown(rec), ckpt_table: checkpoint_rows(ws, exp), loss_plot: loss, acc_plot: acc,
+        loss, acc = _plots(*metrics_frames(ws, exp))
+        return {train_msg: result_markdown(rec), ckpt_table: i18n_table(checkpoint_rows(ws, exp), CKPT_KEYS),
+                loss_plot: loss, acc_plot: acc,
                 parts.c["exp"]: gr.update(choices=list_experiments(ws), value=exp)}
 
     parts.on_job("cosyvoice.train", [train_msg, ckpt_table, loss_plot, acc_plot, "exp"], after_train)

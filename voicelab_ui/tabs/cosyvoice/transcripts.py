@@ -13,6 +13,7 @@ from engines.dataset.asr import AsrParams
 from engines.dataset.stats import list_datasets
 from voicelab_ui.api import client_json
 from voicelab_ui.i18n import t
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, user_error, values_to_params
 
 from .parts import Parts, result_markdown
@@ -29,6 +30,9 @@ def transcript_rows(ws: Any, dataset: str) -> list[dict]:
     except VoiceLabError:
         return []
     return [dataclasses.asdict(r) for r in rows]
+
+
+TABLE_KEYS = ("cv.col.clip", "cv.col.seconds", "cv.col.text", "cv.col.state")
 
 
 def table_value(rows: list[dict]) -> list[list]:
@@ -74,7 +78,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def load_table(ds: str) -> tuple:
         rows = transcript_rows(ws, ds)
-        return table_value(rows), rows
+        return i18n_table(table_value(rows), TABLE_KEYS), rows
 
     def reload_datasets(ds: str | None):
         return gr.update(choices=list_datasets(ws), value=ds)

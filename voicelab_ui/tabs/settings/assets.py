@@ -24,6 +24,7 @@ from engines.core.paths import IMPORT_SOURCE, confine
 from voicelab_ui import import_form
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, user_error
 
 add({
@@ -77,6 +78,8 @@ add({
     "assets.download_missing": ("Download all missing", "下载全部缺失文件"),
 })
 
+TABLE_KEYS = ("assets.col_name", "assets.col_status", "assets.col_path", "assets.col_size", "assets.col_features")
+FEATURE_KEYS = ("assets.col_feature", "assets.col_ready", "assets.col_needs")
 ICONS = {"present": "✅", "missing": "❌"}
 PACKAGE_NOTE = "(Python package)"
 
@@ -154,7 +157,8 @@ def build(ctx: UIContext) -> None:
 
     def refresh_tables(verify_hashes: bool = False) -> tuple:
         try:
-            return current_tables(ctx, verify=verify_hashes)
+            rows, feats, choices = current_tables(ctx, verify=verify_hashes)
+            return i18n_table(rows, TABLE_KEYS), i18n_table(feats, FEATURE_KEYS), choices
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
