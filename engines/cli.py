@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from engines.core.atomic import user_facing
 from engines.core.errors import VoiceLabError
-from engines.core.messages import cli_language, msg, render
+from engines.core.messages import cli_language, msg, render, text_of
 from engines.core.hooks import terminal_hooks
 from engines.core.jsonable import jsonable
 from engines.core.ops import Command, Operation, load_operations
@@ -61,6 +61,8 @@ def _print_result(op: Operation, cmd: Command, result: dict, as_json: bool) -> N
         text = op.render(result)
         if text:
             print(text)
+    elif result.get("summary_message") is not None:
+        print(text_of(result["summary_message"], cli_language()))
     elif result.get("summary"):
         print(result["summary"])
 

@@ -149,3 +149,23 @@ def test_every_job_state_has_both_languages():
 
     for state in STATES:
         assert all(CATALOGUE[f"state.{state}"]), state
+
+
+def test_nothing_converted_nests_the_file_error_in_either_language(ws, tmp_path):
+    """'No file could be converted: <the file's error>' keeps both parts translatable."""
+    from test_rvc_convert import make_fast_hubert, make_fast_voice
+
+    from engines.core.jobs import JobRunner
+
+    ws.settings.hubert_path = str(make_fast_hubert(tmp_path / "hubert"))
+    make_fast_voice(ws.weights / "spk.pth", "v1", "40k", f0=True)
+    bad = tmp_path / "b.wav"
+    bad.write_text("not audio at all\n")
+    runner = JobRunner(ws, light_workers=1)
+    rec = runner.wait(runner.submit("rvc.convert", {"model": "spk", "inputs": [str(bad)], "f0_method": "pm"}), 120)
+    assert rec.state == "failed" and "No file could be converted" in rec.error
+    zh, zh_hint = rec.error_in("zh-CN")
+    assert zh == "没有任何文件转换成功（共尝试 1 个）：无法解码“b.wav”：这不是音频（是文本文件）。", zh
+    assert zh_hint == "请选择一个音频文件。"
+    assert rec.error_in("en") == ("No file could be converted (1 tried): Cannot decode 'b.wav': "
+                                  "it is not audio (it is a text file).", "Select an audio file.")

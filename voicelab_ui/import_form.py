@@ -20,7 +20,7 @@ from engines.core.paths import confine
 from engines.rvc.model_import.sources import source_kind
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
-from voicelab_ui.widgets import finished_job, submit_job, user_error
+from voicelab_ui.widgets import finished_job, outcome_line, submit_job, user_error
 
 add({
     "imp.title": ("Import a model (zip / folder / URL / repo id)", "导入模型（zip / 文件夹 / 网址 / 仓库 ID）"),
@@ -57,7 +57,7 @@ class ImportForm:
 def result_markdown(rec: Any) -> tuple[str, str | None]:
     """The outcome of a finished import job, and the choice lines to prefill when it asks for a choice."""
     if rec.state != "done":
-        return f"✘ **{rec.state}**: {rec.error or rec.message}", None
+        return outcome_line(rec), None
     res = rec.result or {}
     lines = [f"✔ {res.get('summary', rec.message)}"]
     lines += [f"- `{v['name']}` ({v['version']} {v['sr']}, {v['encoder']})"

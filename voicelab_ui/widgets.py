@@ -99,6 +99,20 @@ def user_error(exc: Exception, lang: str | None = None) -> gr.Error:
     return gr.Error(f"{type(exc).__name__}: {exc}", duration=None)
 
 
+def error_text(exc: VoiceLabError, lang: str | None = None) -> str:
+    """'message hint' of a VoiceLabError in the page's language."""
+    return " ".join(part for part in exc.render(lang or ui_language()) if part)
+
+
+def outcome_line(rec: JobRecord, ok: str = "✔", bad: str = "✘", lang: str | None = None) -> str:
+    """One line for a finished job: its summary, or its state with the error and hint, in the page's language."""
+    lang = lang or ui_language()
+    if rec.state == "done":
+        return f"{ok} {rec.message_in(lang)}"
+    error = " ".join(part for part in rec.error_in(lang) if part) or rec.message_in(lang)
+    return f"{bad} **{rec.state_in(lang)}**: {error}"
+
+
 def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
     """Submit a job and return its id; bad parameters and unconfined paths become a visible gr.Error."""
     try:

@@ -294,8 +294,10 @@ class JobRunner:
                     raise
                 raise friendly from exc
             log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
+            # an op may add "summary_message" (a Message): the same summary, shown in the viewer's language
+            summary = result.pop("summary_message", None) or result.get("summary") or msg("job.done")
             self.store.update(job_id, state="done", finished=time.time(), progress=1.0, result=result,
-                              **_message(result.get("summary") or msg("job.done")))
+                              **_message(summary))
         except Cancelled:
             log(str(msg("job.cancelled_log")))
             self.store.update(job_id, state="cancelled", finished=time.time(), **_message(msg("job.cancelled")))

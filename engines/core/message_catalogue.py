@@ -90,6 +90,15 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                            "请用音频编辑软件把它转换为 WAV 或 FLAC，或把它从输入中移除。"),
     "audio.hint.select_audio": ("Select an audio file.", "请选择一个音频文件。"),
     "audio.hint.video_sound": ("Use a video that has sound, or extract its audio.", "请使用有声音的视频，或先提取其音频。"),
+    # -- conversion ---------------------------------------------------------------------------------
+    "convert.nothing_converted": ("No file could be converted ({tried} tried).", "没有任何文件转换成功（共尝试 {tried} 个）。"),
+    "convert.nothing_converted.hint": ("See the per-file errors in the log.", "请在日志中查看每个文件的错误。"),
+    "convert.nothing_converted_because": ("No file could be converted ({tried} tried): {error}",
+                                          "没有任何文件转换成功（共尝试 {tried} 个）：{error}"),
+    "convert.see_log": ("See the per-file errors in the log.", "请在日志中查看每个文件的错误。"),
+    "convert.summary": ("{done}/{total} converted with {model}", "已用 {model} 转换 {done}/{total} 个"),
+    "convert.summary_failed": ("{done}/{total} converted with {model}, {failed} failed",
+                               "已用 {model} 转换 {done}/{total} 个，{failed} 个失败"),
     # -- progress of the main stages ---------------------------------------------------------------
     "progress.import_file": ("{name}", "{name}"),
     "progress.import_seconds": ("{name}: {done:.0f}/{total:.0f} s", "{name}：{done:.0f}/{total:.0f} 秒"),

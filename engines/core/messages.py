@@ -141,6 +141,17 @@ def ref_json(message: "Message | None" = None, hint: "Message | str | None" = No
     return json.dumps(d, ensure_ascii=False)
 
 
+def messages_of_ref(ref: str) -> tuple["Message | None", "Message | str"]:
+    """(message, hint) as objects again from ``ref_json`` output ((None, '') when there is none)."""
+    try:
+        d = json.loads(ref) if ref else {}
+        message = Message.from_dict(d["message"]) if d else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, ""
+    hint = Message.from_dict(d["hint"]) if isinstance(d.get("hint"), dict) else str(d.get("hint_text", ""))
+    return message, hint
+
+
 def render_ref(ref: str, lang: str, fallback: str = "") -> tuple[str, str]:
     """(message, hint) in ``lang`` from ``ref_json`` output; ``(fallback, '')`` when there is none."""
     if not ref:

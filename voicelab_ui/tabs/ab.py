@@ -32,7 +32,7 @@ from voicelab_ui.rvc_forms import (
     form_overrides,
     index_choices,
 )
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.widgets import outcome_line, param_widgets, submit_job, user_error, values_to_params
 
 MAX_CLIPS = 500
 
@@ -416,7 +416,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         if rec is None or rec.op != "ab.render":
             return [sid, *[gr.update()] * (len(pair_outputs) + 1)]
         if rec.state != "done":
-            return [sid, f"✘ **{rec.state}**: {rec.error or rec.message}", *[gr.update()] * len(pair_outputs)]
+            return [sid, outcome_line(rec), *[gr.update()] * len(pair_outputs)]
         new_sid = (rec.result or {}).get("session") or sid
         return [new_sid, f"✔ {rec.message}", *show_pair(new_sid)]
 

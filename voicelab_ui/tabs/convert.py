@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import render_ref
 from engines.core.paths import confine
 from engines.core.settings import safe_name
 from engines.rvc.infer.convert import ConvertParams
@@ -28,7 +29,7 @@ from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui import import_form
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_language
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
@@ -39,7 +40,9 @@ from voicelab_ui.rvc_forms import (
 )
 from voicelab_ui.widgets import (
     api_signature,
+    error_text,
     finished_job,
+    outcome_line,
     param_widgets,
     submit_job,
     user_error,
@@ -94,10 +97,15 @@ add({
 })
 
 
+def file_error(e: dict, lang: str) -> list[str]:
+    """[error, hint] of one failed file in ``lang`` (as stored when it carries no catalogue id)."""
+    if e.get("error_ref"):
+        return list(render_ref(e["error_ref"], lang, e.get("error") or ""))
+    return [e.get("error") or "", e.get("hint") or ""]
+
+
 def result_line(rec: Any) -> str:
-    if rec.state == "done":
-        return f"✔ {rec.message}"
-    return f"✘ **{rec.state}**: {rec.error or rec.message}"
+    return outcome_line(rec)
 
 
 ERROR_KEYS = ("vc.col.file", "vc.col.error", "vc.col.hint")
@@ -238,7 +246,7 @@ def build(ctx: UIContext) -> None:
                 return gr.update(), None
             model_info(src)  # refuse anything that is not an RVC generator before copying it
         except VoiceLabError as exc:
-            gr.Warning(f"{exc.message} {exc.hint}".strip(), duration=None)
+            gr.Warning(error_text(exc), duration=None)
             return gr.update(), None
         target = ws.weights / f"{safe_name(src.stem)}.pth"
         n = 1
@@ -330,8 +338,9 @@ def build(ctx: UIContext) -> None:
                 else:
                     out[player] = gr.update(value=None, visible=False)
             out[out_files] = outputs or None
-            out[errors] = i18n_table([[Path(e["input"]).name, e.get("error") or "", e.get("hint") or ""]
-                                      for e in res.get("errors", [])], ERROR_KEYS)
+            lang = ui_language()
+            out[errors] = i18n_table([[Path(e["input"]).name, *file_error(e, lang)] for e in res.get("errors", [])],
+                                     ERROR_KEYS, lang)
             totals = res.get("stage_totals") or {}
             out[timings] = i18n_table([[k, round(float(v), 3)] for k, v in totals.items()], TIMING_KEYS)
             return out
@@ -381,7 +390,8 @@ def register_api(ctx: UIContext) -> None:
         rec = ctx.runner.wait(submit_job(ctx, "rvc.convert", params, title=f"Convert {src.name} (API)"),
                               timeout=24 * 3600)
         if rec.state != "done":
-            raise gr.Error(rec.error or rec.message, duration=None)
+            raise gr.Error(" ".join(p for p in rec.error_in(ui_language()) if p) or rec.message_in(ui_language()),
+                           duration=None)
         return rec.result["outputs"][0], client_json(rec.result["report"])
 
     api = api_signature(convert, ConvertParams, leading=("audio", "model", "index"))

@@ -14,7 +14,7 @@ from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t
 from voicelab_ui.i18n import table as i18n_table
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.widgets import error_text, param_widgets, submit_job, user_error, values_to_params
 
 PAGE_SIZE = 6
 MAX_PAGE = 10**6
@@ -83,7 +83,7 @@ def stats_markdown(ctx: UIContext, name: str) -> tuple[str, list[list], list[lis
     try:
         s = dataset_stats(ctx.ws, name)
     except VoiceLabError as exc:
-        return f"{exc.message}", [], []
+        return error_text(exc), [], []
     md = (
         f"**{s.name}** — {s.clips} clips, {s.total_seconds / 60:.1f} min in all "
         f"(shortest {s.min_seconds:.2f} s, longest {s.max_seconds:.2f} s, mean {s.mean_seconds:.2f} s); "

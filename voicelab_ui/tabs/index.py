@@ -10,9 +10,9 @@ from engines.core.errors import VoiceLabError
 from engines.rvc.index import IndexParams
 from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t, ui_language
+from voicelab_ui.i18n import add, t
 from voicelab_ui.i18n import table as i18n_table
-from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
+from voicelab_ui.widgets import error_text, outcome_line, param_widgets, submit_job, values_to_params
 
 add({
     "ix.experiment": ("Experiment", "实验"),
@@ -39,7 +39,7 @@ def features_note(ctx: UIContext, exp: str) -> tuple[str, Any]:
     try:
         versions = feature_versions(ctx.ws, exp)
     except VoiceLabError as exc:
-        return exc.message, gr.update()
+        return error_text(exc), gr.update()
     if not versions:
         return f"✘ `{exp}`: no extracted features yet (3_feature256/ or 3_feature768/).", gr.update()
     return f"`{exp}`: features for {', '.join(versions)}", gr.update(value=versions[-1])
@@ -123,9 +123,7 @@ def build(ctx: UIContext) -> None:
         if rec.op != "rvc.index":
             return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         if rec.state != "done":
-            lang = ui_language()
-            error = " ".join(part for part in rec.error_in(lang) if part) or rec.message_in(lang)
-            return {result_md: f"✘ **{rec.state_in(lang)}**: {error}", result: i18n_table([], RESULT_KEYS, lang)}
+            return {result_md: outcome_line(rec), result: i18n_table([], RESULT_KEYS)}
         res = rec.result or {}
         return {result_md: f"✔ {rec.message}", result: i18n_table(result_rows(res), RESULT_KEYS),
                 existing: i18n_table(index_rows(ctx), EXISTING_KEYS)}

@@ -34,7 +34,7 @@ from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import STRINGS, add, t, text, ui_language
 from voicelab_ui.i18n import table as i18n_table
-from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
+from voicelab_ui.widgets import error_text, outcome_line, param_widgets, submit_job, values_to_params
 
 REFRESH_SECONDS = 2.0
 MAX_PLOT_POINTS = 1500  # per series; longer runs are thinned evenly
@@ -317,9 +317,7 @@ def last_run_params(ctx: UIContext, exp: str) -> dict[str, Any]:
 
 
 def result_markdown(rec: Any) -> str:
-    if rec.state == "done":
-        return f"{OK} {rec.message}"
-    return f"{BAD} **{rec.state}**: {rec.error or rec.message}"
+    return outcome_line(rec, OK, BAD)
 
 
 # -- the tab ----------------------------------------------------------------------------------
@@ -386,7 +384,7 @@ def build(ctx: UIContext) -> None:
             rows = asset_rows(ws, sr, version, bool(f0), f0_method, hubert_path, rmvpe_path, pre_g, pre_d)
             return assets_markdown(rows, f0_choices(ws, rmvpe_path)[1])
         except VoiceLabError as exc:
-            return f"{exc.message} {exc.hint}".strip()
+            return error_text(exc)
         except Exception as exc:  # the status view must never break the page
             return f"Model file check failed: {type(exc).__name__}: {exc}"
 

@@ -198,6 +198,7 @@ class FileOutcome:
     ok: bool = False
     error: str | None = None
     hint: str | None = None
+    error_ref: str | None = None  # the error's catalogue id + params (engines.core.messages), to show it translated
     input_seconds: float = 0.0
     seconds: float = 0.0
     sample_rate: int = 0
@@ -374,7 +375,7 @@ def convert_files(
         except Cancelled:
             raise
         except VoiceLabError as exc:
-            outcome.error, outcome.hint = exc.message, exc.hint or None
+            outcome.error, outcome.hint, outcome.error_ref = exc.message, exc.hint or None, exc.ref() or None
             hooks.log(f"{src.name}: {exc.message}")
         except Exception as exc:  # a bug or an unexpected library error: report it, keep going
             outcome.error = f"{type(exc).__name__}: {exc}"

@@ -14,6 +14,7 @@ from typing import Literal
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
 from engines.core.jsonable import jsonable
+from engines.core.messages import messages_of_ref, msg
 from engines.core.ops import Command, operation
 from engines.core.params import param, subset
 from engines.core.settings import Workspace, safe_name
@@ -67,14 +68,20 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
                            out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None)
     if not report.converted:
         first = report.failed[0] if report.failed else None
-        raise InvalidInputError(
-            f"No file could be converted ({len(report.files)} tried)" + (f": {first.error}" if first else "."),
-            (first.hint if first and first.hint else "See the per-file errors in the log."),
-        )
+        error, hint = messages_of_ref(first.error_ref or "") if first else (None, "")
+        if first is None:
+            raise InvalidInputError(msg("convert.nothing_converted", tried=len(report.files)))
+        raise InvalidInputError(msg("convert.nothing_converted_because", tried=len(report.files),
+                                    error=error or first.error), hint or first.hint or msg("convert.see_log"))
     d = jsonable(report.to_dict())
+    used = Path(report.model).name + (f" + {Path(report.index).name}" if report.index else "")
+    done = msg("convert.summary_failed" if report.failed else "convert.summary", done=len(report.converted),
+               total=len(report.files), model=used, failed=len(report.failed))
     return {"summary": report.summary().splitlines()[0] + (f", {len(report.failed)} failed" if report.failed else ""),
+            "summary_message": done,
             "outputs": [f.output for f in report.converted],
-            "errors": [{"input": f.input, "error": f.error, "hint": f.hint} for f in report.failed],
+            "errors": [{"input": f.input, "error": f.error, "hint": f.hint, "error_ref": f.error_ref}
+                       for f in report.failed],
             "stage_totals": d["stage_totals"], "report": d, "details": report.summary(),
             "exit_code": 3 if report.failed else 0}
 
