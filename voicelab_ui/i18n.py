@@ -147,7 +147,6 @@ add({
     "jobs.open": ("Open job", "打开任务"),
     "jobs.open_id": ("Job id", "任务 ID"),
     "jobs.retry": ("Run again", "重新运行"),
-    "job.error": ("Error", "错误"),
     "job.hint": ("What to do", "解决办法"),
     "job.cancelling": ("Cancelling…", "正在取消…"),
     "jobs.choose_first": ("Choose a job first.", "请先选择一个任务。"),
