@@ -25,3 +25,29 @@ def test_lookup_falls_back_to_english_and_formats():
     assert i18n.text("test.greet", "zh-CN", name="A") == "你好 A"
     assert i18n.text("test.greet", "en", name="A") == "Hello A"
     assert i18n.text("test.greet", "fr", name="A") == "Hello A"
+
+
+def test_ui_language_from_cookie_then_accept_language():
+    from types import SimpleNamespace
+
+    from voicelab_ui import i18n
+
+    def req(cookies=None, headers=None):
+        return SimpleNamespace(cookies=cookies or {}, headers=headers or {})
+
+    assert i18n.ui_language() == "en"  # outside a Gradio event
+    assert i18n.ui_language(req({"voicelab_lang": "zh-CN"}, {"accept-language": "en-US"})) == "zh-CN"
+    assert i18n.ui_language(req({"voicelab_lang": "en"}, {"accept-language": "zh-CN,zh;q=0.9"})) == "en"
+    assert i18n.ui_language(req(headers={"accept-language": "zh-TW,zh;q=0.9"})) == "zh-CN"
+    assert i18n.ui_language(req()) == "en"
+    assert 'document.cookie = "voicelab_lang="' in i18n.language_head("auto")
+
+
+def test_tables_carry_headers_in_the_language():
+    from voicelab_ui import i18n
+    from voicelab_ui.tabs import jobs  # noqa: F401 - registers the job table's strings
+
+    value = i18n.table([["a", "failed"]], ["jobs.col.id", "jobs.col.state"], "zh-CN")
+    assert value == {"headers": ["ID", "状态"], "data": [["a", "failed"]]}
+    assert i18n.table([], ["jobs.col.state"], "en") == {"headers": ["state"], "data": []}
+    assert not i18n.missing_translations()

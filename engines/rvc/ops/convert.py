@@ -75,8 +75,9 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
                                     error=error or first.error), hint or first.hint or msg("convert.see_log"))
     d = jsonable(report.to_dict())
     used = Path(report.model).name + (f" + {Path(report.index).name}" if report.index else "")
-    done = msg("convert.summary_failed" if report.failed else "convert.summary", done=len(report.converted),
-               total=len(report.files), model=used, failed=len(report.failed))
+    counts = {"done": len(report.converted), "total": len(report.files), "model": used}
+    done = (msg("convert.summary_failed", **counts, failed=len(report.failed)) if report.failed
+            else msg("convert.summary", **counts))
     return {"summary": report.summary().splitlines()[0] + (f", {len(report.failed)} failed" if report.failed else ""),
             "summary_message": done,
             "outputs": [f.output for f in report.converted],
