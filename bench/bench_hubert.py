@@ -55,7 +55,7 @@ def full_size_hubert(device: str):
     import torch
     from transformers import HubertConfig, HubertModel
 
-    from engines.rvc.content.hubert import ContentEncoder, EncoderInfo
+    from engines.rvc.content.encoder import ContentEncoder, EncoderInfo
 
     torch.manual_seed(0)
     config = HubertConfig(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,

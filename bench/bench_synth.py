@@ -26,12 +26,9 @@ def main() -> None:
 
     import torch
 
-    from engines.rvc.infer.voice import tune_cpu_allocator
     from engines.rvc.models.configs import CONTENT_DIM, small_model_config
     from engines.rvc.models.noise import seeded_noise
     from engines.rvc.models.synthesizer import build_synthesizer
-
-    tune_cpu_allocator()  # as load_voice does on CPU
 
     if args.threads:
         torch.set_num_threads(args.threads)

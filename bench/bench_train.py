@@ -4,7 +4,7 @@ Each case builds the generator and the (always full-size) discriminator,
 makes a batch of ``--batch`` items of ``--item-seconds`` of synthetic audio
 with matching random content features and pitch, runs one warm-up step and
 then ``--steps`` timed steps of the real training step
-(``engines.rvc.train.loop.GANTrainer.step``: discriminator update, generator
+(``engines.rvc.train.gan.GANTrainer.step``: discriminator update, generator
 update, mel/KL/feature-matching/adversarial losses). Reported: median wall
 seconds per step and median CPU seconds per step (the machine may be
 shared, so CPU time is the steadier figure), plus the parameter counts.
@@ -91,7 +91,7 @@ def run_case(name: str, steps: int, batch: int, item_seconds: float, upstream: b
 
     from engines.rvc.models.configs import small_model_config, train_config
     from engines.rvc.train import loop as train_mod
-    from engines.rvc.train.loop import GANTrainer, build_networks
+    from engines.rvc.train.gan import GANTrainer, build_networks
 
     version, sr, tiny = CASES[name]
     cfg = train_config(version, sr)

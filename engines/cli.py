@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 from engines.core.atomic import user_facing
 from engines.core.errors import VoiceLabError
-from engines.core.messages import cli_language, msg, render, text_of
 from engines.core.hooks import terminal_hooks
 from engines.core.jsonable import jsonable
+from engines.core.messages import cli_language, msg, render, text_of
 from engines.core.ops import Command, Operation, load_operations
 from engines.core.params import add_arguments, build
 from engines.core.settings import Workspace
@@ -89,7 +89,7 @@ def _add_operation(groups: _Groups, op: Operation, cmd: Command) -> None:
     add_arguments(p, op.params, skip=(*cmd.skip, *cmd.preset), positional=cmd.positional)
     p.add_argument("--json", action="store_true", help="Print the result as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="No progress output")
-    p.set_defaults(func=_handler(op, cmd))
+    p.set_defaults(func=_handler(op, cmd), read_only=cmd.read_only)
 
 
 def _jobs_commands(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +111,7 @@ def _jobs_commands(sub: argparse._SubParsersAction) -> None:
         else:
             lang = cli_language()
             for r in rows:
-                print(f"{r.id}  {r.state_in(lang):<11} {r.progress * 100:5.1f}%  {r.op:<22} {r.message_in(lang)}")
+                print(f"{r.id}  {r.state_in(lang):<11} {r.progress * 100:5.1f}%  {r.lane:<9} {r.op:<22} {r.message_in(lang)}")
         return 0
 
     def show_log(args: argparse.Namespace, ws: Workspace) -> int:
@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace, Workspace], int] | None = getattr(args, "func", None)
@@ -153,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        ws = Workspace.open(args.workspace, overrides={"device": args.device})
+        ws = Workspace.open(args.workspace, overrides={"device": args.device},
+                            create=not getattr(args, "read_only", False))
         try:
             return int(handler(args, ws) or 0)
         except Exception as exc:  # a full disk (or the GPU out of memory) anywhere gets the one clear message
-            from engines.core.jobs import known_failure
+            from engines.core.worker import gpu_trouble
 
-            friendly = known_failure(exc) or user_facing(exc, ws.root)
+            trouble = gpu_trouble(exc, vars(args))
+            friendly = VoiceLabError(*trouble) if trouble else user_facing(exc, ws.root)
             if friendly is exc:
                 raise
             raise friendly from exc

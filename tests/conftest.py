@@ -21,3 +21,24 @@ def ws(tmp_path, monkeypatch):
     for var in ("VOICELAB_HOME", "VOICELAB_AUTH", "VOICELAB_PORT", "VOICELAB_HOST", "VOICELAB_DEVICE"):
         monkeypatch.delenv(var, raising=False)
     return Workspace.open(tmp_path / "ws")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: with several test processes on 2 cores, OpenMP spinning makes 2 threads
+    ~10x slower, and upstream's golden data were made with one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _close_job_runners():
+    """Each test's job runners stop their worker processes when the test ends."""
+    yield
+    from engines.core.jobs import close_all_runners
+
+    close_all_runners()

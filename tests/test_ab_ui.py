@@ -115,7 +115,7 @@ def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):
     from pathlib import Path
 
     from engines.ab import sessions as ab
-    from engines.core.jobs import JobRunner
+    from engines.core.ops import run_inline
     from engines.cosyvoice import synth
     from engines.ab.ops import send_to_ab
     from engines.ab.ops import read_cosyvoice_pending
@@ -143,13 +143,12 @@ def test_cosyvoice_hand_over_becomes_a_blind_session(ws, monkeypatch):
         return items
 
     monkeypatch.setattr(synth, "compare_grid", fake_grid)
-    runner = JobRunner(ws, light_workers=1)
-    rec = runner.wait(runner.submit("ab.render", {"cosyvoice_pending": True, "blind": True}), 60)
-    assert rec.state == "done", rec.error
+    # The stand-in grid lives in this process, so the operation runs here rather than in a job's worker.
+    result = run_inline("ab.render", {"cosyvoice_pending": True, "blind": True}, ws)
     assert seen == {"text": "Hello.", "speaker": "alice", "seed": 3, "checkpoints": [str(c) for c in ckpts]}
-    assert rec.result["candidates"] == ["epoch_1_whole", "epoch_4_whole"] and rec.result["pairs"] == 1
+    assert result["candidates"] == ["epoch_1_whole", "epoch_4_whole"] and result["pairs"] == 1
     assert read_cosyvoice_pending(ws) is None  # loaded once; the record is kept beside it
-    session = ab.load_session(ws, rec.result["session"])
+    session = ab.load_session(ws, result["session"])
     assert session.view(0)["labels"] is None and session.name == "cosyvoice_alice"
     revealed = ab.vote(ws, session.id, 0, "B")
     assert set(revealed["labels"].values()) == {"epoch_1_whole", "epoch_4_whole"}

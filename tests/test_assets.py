@@ -175,6 +175,38 @@ def test_check_empty_partial_and_complete(world, monkeypatch):
     assert len(calls) >= 2 * first - 1
 
 
+def test_an_unofficial_hubert_or_rmvpe_is_usable_with_a_warning(world):
+    """Replaceable assets (hubert_base, rmvpe): another file of the kind works, so a size or hash that
+    differs from the official one is a warning and the feature stays ready; a pretrained G is strict."""
+    settings, manifest, contents = world
+    root = Path(settings.assets_dir)
+    put(root / "rmvpe/rmvpe.pt", contents["rmvpe"] + b"a fine-tuned one")
+    put(root / "hubert/hubert_base.pt", bytes(reversed(contents["hubert_base"])))  # same size, other bytes
+    put(root / "pretrained_v2/f0G40k.pth", b"short")
+    statuses = {s.name: s for s in check_assets(settings, manifest)}
+    for name, status in (("rmvpe", "wrong-size"), ("hubert_base", "wrong-hash")):
+        s = statuses[name]
+        assert s.status == status and s.usable and not s.ok
+        assert f"not the official {name} file" in s.warning and s.command  # the command fetches the official one
+    assert statuses["pretrained_v2/f0G40k"].status == "wrong-size" and not statuses["pretrained_v2/f0G40k"].usable
+    ready = feature_readiness(list(statuses.values()), manifest)
+    assert ready["rvc.f0.rmvpe"] == (True, []) and ready["rvc.convert"] == (True, [])
+    assert not ready["rvc.train.v2-40k-f0"][0]
+    assert "usable" in check_mod.format_table(list(statuses.values()))
+
+
+def test_cli_assets_check_creates_no_folders(tmp_path, monkeypatch, capsys):
+    from engines.cli import main
+
+    home, assets = tmp_path / "ws", tmp_path / "assets"
+    monkeypatch.setenv("VOICELAB_HOME", str(home))
+    monkeypatch.setenv("VOICELAB_ASSETS", str(assets))
+    assert main(["assets", "check"]) == 0
+    assert "rvc.convert" in capsys.readouterr().out
+    assert main(["assets", "list", "--json"]) == 0
+    assert list(tmp_path.iterdir()) == []  # neither the workspace nor the assets folder was made
+
+
 # ------------------------------------------------------------------ import
 
 

@@ -67,12 +67,16 @@ class _JobP:
     tag: str = param("")
 
 
-ORDER: list[str] = []
+def _order(ws) -> list[str]:
+    """Tags of the test.steps jobs in the order they ran (they run in worker processes)."""
+    path = ws.root / "order.txt"
+    return path.read_text().split() if path.is_file() else []
 
 
-@operation("test.steps", params=_JobP, kind="gpu")
+@operation("test.steps", params=_JobP, kind="training")
 def _steps(p: _JobP, hooks, ws) -> dict:
-    ORDER.append(p.tag)
+    with open(ws.root / "order.txt", "a") as fh:
+        fh.write(p.tag + "\n")
     for i in range(p.steps):
         hooks.check_cancel()
         hooks.log(f"step {i}")
@@ -85,7 +89,7 @@ def _steps(p: _JobP, hooks, ws) -> dict:
     return {"summary": f"did {p.steps}", "paths": []}
 
 
-@operation("test.subprocess", params=_JobP, kind="gpu")
+@operation("test.subprocess", params=_JobP, kind="training")
 def _subprocess(p: _JobP, hooks, ws) -> dict:
     code = "import time,sys\nfor i in range(600):\n    print('tick', i, flush=True); time.sleep(0.1)"
     hooks.run([sys.executable, "-c", code])
@@ -104,14 +108,13 @@ def test_job_progress_log_and_result(ws):
 
 
 def test_gpu_jobs_run_one_at_a_time_in_order(ws):
-    ORDER.clear()
     runner = JobRunner(ws)
     ids = [runner.submit("test.steps", {"steps": 2, "tag": t}) for t in "abc"]
     time.sleep(0.02)
     states = {runner.get(i).state for i in ids}
     assert "queued" in states
     recs = [runner.wait(i, 20) for i in ids]
-    assert ORDER == ["a", "b", "c"]
+    assert _order(ws) == ["a", "b", "c"]
     assert recs[0].finished <= recs[1].started and recs[1].finished <= recs[2].started
 
 
@@ -161,8 +164,8 @@ def test_restart_marks_running_jobs_interrupted(ws):
     while runner.get(job).state != "running":
         assert time.time() < deadline
         time.sleep(0.05)
-    # A new runner on the same workspace = the studio restarted.
-    again = JobRunner(Workspace.open(ws.root))
+    # A new runner on the same workspace = the studio restarted (told not to re-attach: it stops the worker).
+    again = JobRunner(Workspace.open(ws.root), reattach=False)
     rec = again.get(job)
     assert rec.state == "interrupted" and again.interrupted_at_start == 1
     assert again.list(op_prefix="test.")[0].id == job

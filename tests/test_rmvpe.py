@@ -90,7 +90,7 @@ def test_decode_hand_made_salience():
     assert cents[2] == pytest.approx(np.sum(w * (CENTS_BASE + 20 * np.arange(5))) / w.sum(), abs=1e-6)
     assert cents[3] == 0 and cents[4] == 0
     hz = salience_to_hz(sal, threshold=0.03)
-    assert hz.dtype == np.float32 and np.isfinite(hz).all()
+    assert hz.dtype == np.float64 and np.isfinite(hz).all()  # float64 as upstream decodes it
     assert hz[0] == pytest.approx(10 * 2 ** ((CENTS_BASE + 2000) / 1200), rel=1e-6)  # ~100 Hz * 3.17
     assert hz[2] == pytest.approx(10 * 2 ** (cents[2] / 1200), rel=1e-6)
     assert hz[3] == 0 and hz[4] == 0
@@ -105,9 +105,13 @@ def test_windowed_inference_matches_one_shot(tmp_path):
     whole = model.salience(audio, window_frames=100_000)
     windowed = model.salience(audio, window_frames=96, context_frames=64)
     assert whole.shape == windowed.shape == (401, 360)
-    assert np.abs(whole - windowed).max() < 0.05
+    # the GRU sees the whole sequence and 64 frames cover this U-Net's reach (30): one-pass values
+    assert model.net.receptive_radius() == 30
+    assert np.abs(whole - windowed).max() < 1e-5
+    exact = model.salience(audio, window_frames=64, context_frames=None)
+    assert np.abs(whole - exact).max() < 1e-5
     f0 = model.infer(audio)
-    assert f0.shape == (len(audio) // 160 + 1,) and f0.dtype == np.float32
+    assert f0.shape == (len(audio) // 160 + 1,) and f0.dtype == np.float64
     assert model.infer(np.zeros(1000, np.float32)).shape == (7,)
     progress: list[float] = []
     model.infer(audio, window_frames=96, hooks=Hooks(progress=lambda f, m: progress.append(f)))
@@ -127,3 +131,22 @@ def test_missing_and_invalid_files(tmp_path):
     torch.save({"weight": torch.zeros(3)}, str(bad))
     with pytest.raises(InvalidModelError):
         load_rmvpe(bad)
+
+
+def test_receptive_radius_bounds_the_reach_of_one_mel_frame():
+    """Changing one mel frame changes the U-Net's output only within receptive_radius() frames, and
+    nearly that far (so the exact context is neither too small nor wasteful)."""
+    from engines.rvc.pitch.rmvpe import RMVPEConfig
+
+    torch.manual_seed(0)
+    net = PitchNet(RMVPEConfig(n_blocks=2, stages=3, bottleneck=2, width=2)).eval()
+    radius = net.receptive_radius()
+    frames, at = 640, 320
+    mel = torch.randn(1, 128, frames)
+    bumped = mel.clone()
+    bumped[:, :, at] += 5.0
+    with torch.no_grad():
+        diff = (net.local_features(bumped) - net.local_features(mel)).abs().amax(dim=-1)[0]
+    reach = torch.nonzero(diff > 0).flatten()
+    assert int(reach.min()) >= at - radius and int(reach.max()) <= at + radius
+    assert int(reach.max()) - at > 0.75 * radius

@@ -19,32 +19,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from engines.core.hooks import ensure_hooks
+from engines.rvc.infer import files
 from engines.rvc.infer import pipeline as pl
-from engines.rvc.infer.pipeline import (
-    ArrayReader,
-    ListWriter,
-    Models,
-    StageTimes,
-    VCOptions,
-    Windowing,
-    linear_resize,
-    read_reflect,
-    rms_envelope,
-    rms_gain,
-    run_segments,
-    split_points,
-)
+from engines.rvc.infer import segment, steps
+from engines.rvc.infer.buffers import ArrayReader, ListWriter, read_reflect
+from engines.rvc.infer.pipeline import Models, StageTimes, VCOptions, run_segments
+from engines.rvc.infer.steps import Windowing, linear_resize, rms_envelope, rms_gain, split_points
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: with several test processes on 2 cores, OpenMP spinning makes 2 threads ~10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FakeEncoder:
@@ -114,7 +98,7 @@ def test_reflect_padding_matches_numpy(n, pad):
 
 
 def _upstream_split(audio, win):
-    """The cut-point search exactly as upstream writes it (whole-array moving sum)."""
+    """The cut-point search as upstream (2026 main) computes it: a whole-array moving sum of |x|."""
     window = 160
     t_query, t_center, t_max = 16000 * win.x_query, 16000 * win.x_center, 16000 * win.x_max
     audio_pad = np.pad(audio, (window // 2, window // 2), mode="reflect")
@@ -122,16 +106,16 @@ def _upstream_split(audio, win):
     if audio_pad.shape[0] > t_max:
         audio_sum = np.zeros_like(audio)
         for i in range(window):
-            audio_sum += audio_pad[i : i - window]
+            audio_sum += np.abs(audio_pad[i : i - window])
         for t in range(t_center, audio.shape[0], t_center):
-            seg = np.abs(audio_sum[t - t_query : t + t_query])
+            seg = audio_sum[t - t_query : t + t_query]
             opt_ts.append(t - t_query + np.where(seg == seg.min())[0][0])
     return opt_ts
 
 
 def test_split_points_match_upstream_search():
     win = Windowing(x_pad=1, x_query=1, x_center=2, x_max=3)  # small windows: same code path, fast
-    audio = pl.highpass(_tone(9.3))
+    audio = steps.highpass(_tone(9.3))
     assert split_points(ArrayReader(audio), win) == _upstream_split(audio, win)
     assert len(split_points(ArrayReader(audio), win)) == 4
     assert split_points(ArrayReader(audio[: 16000 * 2]), win) == []
@@ -139,11 +123,14 @@ def test_split_points_match_upstream_search():
 
 
 def test_coarse_pitch_and_transpose():
+    from engines.rvc.pitch.f0 import f0_to_coarse, shift_f0
+
     f0 = np.array([0, 50, 100, 440, 1100, 2000], np.float32)
-    c = pl.coarse_pitch(pl.transpose_f0(f0, 0))
+    c = f0_to_coarse(shift_f0(f0, 0))
     assert c[0] == 1 and c[1] == 1 and c[4] == 255 and c[5] == 255 and 1 < c[2] < c[3] < 255
-    up = pl.transpose_f0(f0, 12)
+    up = shift_f0(f0, 12)
     assert np.allclose(up, f0 * 2) and up.dtype == np.float32
+    assert shift_f0(f0.astype(np.float64), 12).dtype == np.float64  # upstream transposes in float64
 
 
 def _librosa_rms(y, frame_length, hop_length):
@@ -184,10 +171,10 @@ def test_rms_mix_formula_by_hand():
 
 
 def test_level_gain():
-    assert pl.level_gain(0.5, True) == pytest.approx(1.98)
-    assert pl.level_gain(0.5, False) == 1.0
-    assert pl.level_gain(2.0, False) == pytest.approx(0.495)
-    assert pl.level_gain(0.0, True) == 1.0
+    assert steps.level_gain(0.5, True) == pytest.approx(1.98)
+    assert steps.level_gain(0.5, False) == 1.0
+    assert steps.level_gain(2.0, False) == pytest.approx(0.495)
+    assert steps.level_gain(0.0, True) == 1.0
 
 
 # ---------------------------------------------------------------- segmenting and length
@@ -201,12 +188,12 @@ class RecordingSink(ListWriter):
 @pytest.mark.parametrize("sr", [32000, 40000, 48000])
 def test_output_length_exact_and_upstream_samples_kept(seconds, sr):
     win = Windowing(x_pad=1, x_query=1, x_center=3, x_max=4)
-    audio = pl.highpass(_tone(seconds, seed=int(seconds * 100)))
+    audio = steps.highpass(_tone(seconds, seed=int(seconds * 100)))
     opts_exact = VCOptions(windowing=win, rms_mix_rate=1.0, normalize=False)
-    opts_up = VCOptions(windowing=win, rms_mix_rate=1.0, normalize=False, exact_length=False)
+    opts_up = VCOptions(windowing=win, rms_mix_rate=1.0, normalize=False, length="upstream")
     exact, upstream = RecordingSink(), RecordingSink()
-    run_segments(fake_models(sr), ArrayReader(audio), exact, opts_exact, StageTimes(), pl.ensure_hooks(None), True)
-    run_segments(fake_models(sr), ArrayReader(audio), upstream, opts_up, StageTimes(), pl.ensure_hooks(None), True)
+    run_segments(fake_models(sr), ArrayReader(audio), exact, opts_exact, StageTimes(), ensure_hooks(None), True)
+    run_segments(fake_models(sr), ArrayReader(audio), upstream, opts_up, StageTimes(), ensure_hooks(None), True)
     assert exact.n == round(len(audio) * sr / 16000)  # exact length
     assert upstream.n < exact.n  # upstream is short ...
     assert len(exact.parts) == len(upstream.parts)
@@ -217,10 +204,10 @@ def test_output_length_exact_and_upstream_samples_kept(seconds, sr):
 
 def test_segments_are_upstreams_and_hubert_sees_whole_segments():
     win = Windowing(x_pad=1, x_query=1, x_center=3, x_max=4)
-    audio = pl.highpass(_tone(10.0))
+    audio = steps.highpass(_tone(10.0))
     models = fake_models(40000, f0=False)
     run_segments(models, ArrayReader(audio), ListWriter(), VCOptions(windowing=win), StageTimes(),
-                 pl.ensure_hooks(None), True)
+                 ensure_hooks(None), True)
     cuts = [t // 160 * 160 for t in _upstream_split(audio, win)]
     starts = [0] + cuts
     expected = [t + 32000 + 160 - s for s, t in zip(starts, cuts)] + [len(audio) + 32000 - cuts[-1]]
@@ -246,17 +233,17 @@ def test_protect_and_retrieval_blend_by_hand():
     pitchf[0, ::2] = 200.0  # every other frame voiced
     pitch = torch.ones(1, frames, dtype=torch.long)
     opts = VCOptions(index_rate=0.5, protect=0.2)
-    pl.vc_segment(models, audio, pitch, pitchf, opts, StageTimes())
+    segment.vc_segment(models, audio, pitch, pitchf, opts, StageTimes())
     feats, n, (p, pf, sid) = models.voice.net.seen[-1]
     orig = enc.repeat_interleave(2, dim=1)[0, :n, 0].numpy()
     blended = 0.5 * 7.0 + 0.5 * orig
     mask = np.where(pitchf[0, :n].numpy() > 0, 1.0, 0.2)
     assert np.allclose(feats[0, :n, 0].numpy(), blended * mask + orig * (1 - mask), atol=1e-5)
     # protect 0.5 switches protection off: pure blend
-    pl.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.5, protect=0.5), StageTimes())
+    segment.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.5, protect=0.5), StageTimes())
     assert np.allclose(models.voice.net.seen[-1][0][0, :n, 0].numpy(), blended, atol=1e-5)
     # index_rate 0: features untouched
-    pl.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.0, protect=0.5), StageTimes())
+    segment.vc_segment(models, audio, pitch, pitchf, VCOptions(index_rate=0.0, protect=0.5), StageTimes())
     assert np.allclose(models.voice.net.seen[-1][0][0, :n, 0].numpy(), orig, atol=1e-6)
 
 
@@ -269,9 +256,9 @@ def test_f0_goes_in_shifted_and_sliced(monkeypatch):
 
     monkeypatch.setattr("engines.rvc.pitch.f0.extract_f0", fake_f0)
     models = fake_models(40000, f0=True)
-    audio = pl.highpass(_tone(2.0))
+    audio = steps.highpass(_tone(2.0))
     run_segments(models, ArrayReader(audio), ListWriter(), VCOptions(transpose=12, protect=0.5), StageTimes(),
-                 pl.ensure_hooks(None), True)
+                 ensure_hooks(None), True)
     assert seen["len"] == len(audio) + 32000  # f0 of the whole padded signal
     _, n, (pitch, pitchf, sid) = models.voice.net.seen[-1]
     assert torch_allclose(pitchf, 200.0) and pitch.shape == pitchf.shape and pitch.shape[1] == n
@@ -288,8 +275,8 @@ def test_streamed_path_matches_in_memory(tmp_path, monkeypatch):
     src = tmp_path / "in.wav"
     sf.write(src, x, 16000, subtype="FLOAT")
     models = fake_models(40000, f0=False)
-    mem = pl.convert_file(models, src, tmp_path / "a.wav", "wav", VCOptions(windowing=win, stream_above_seconds=1e9))
-    streamed = pl.convert_file(models, src, tmp_path / "b.wav", "wav",
+    mem = files.convert_file(models, src, tmp_path / "a.wav", "wav", VCOptions(windowing=win, stream_above_seconds=1e9))
+    streamed = files.convert_file(models, src, tmp_path / "b.wav", "wav",
                                VCOptions(windowing=win, stream_above_seconds=5, block_seconds=7))
     assert streamed.streamed and not mem.streamed
     a, sra = sf.read(tmp_path / "a.wav")
@@ -335,7 +322,7 @@ def test_chunked_decoder_equals_one_pass(name):
         with noise.seeded_noise(5):
             ref = net.infer(*args)[0][0, 0].numpy()
         with noise.seeded_noise(5):
-            got = pl.synthesize_chunked(net, phone, lengths, pitch if f0 else None, pitchf if f0 else None, sid, 30, 16)
+            got = segment.synthesize_chunked(net, phone, lengths, pitch if f0 else None, pitchf if f0 else None, sid, 30, 16)
     assert got.shape == ref.shape
     hop = len(ref) // t
     edge = 20 * hop  # the first/last 20 frames lie in the margins the pipeline cuts off
@@ -469,7 +456,7 @@ HOUR_CHILD = textwrap.dedent('''
     import json, sys
     import numpy as np
     import torch
-    from engines.rvc.infer import pipeline as pl
+    from engines.rvc.infer import files, pipeline as pl
 
     class Encoder:
         def extract(self, audio, version="v1", window_seconds=30.0):
@@ -487,7 +474,7 @@ HOUR_CHILD = textwrap.dedent('''
         sample_rate, f0, version, n_speakers, net = 32000, False, "v1", 1, Net()
 
     models = pl.Models(Voice(), Encoder(), None, torch.device("cpu"))
-    res = pl.convert_file(models, sys.argv[1], sys.argv[2], "flac", pl.VCOptions())
+    res = files.convert_file(models, sys.argv[1], sys.argv[2], "flac", pl.VCOptions())
     # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across fork+exec into ru_maxrss
     hwm = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
     print(json.dumps({"streamed": res.streamed, "samples": res.output_samples, "rss": hwm}))
@@ -541,3 +528,83 @@ def test_streamed_path_with_real_tiny_models(ws, tmp_path):
     assert sr == 48000 and len(audio) == 24 * 48000
     assert 0.98 < np.abs(audio).max() < 0.995 and np.isfinite(audio).all()
     assert not [p for p in ws.outputs.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_names_every_missing_weight_before_loading_and_takes_rmvpe(ws, tmp_path, capsys, monkeypatch):
+    from engines.cli import main
+    from engines.rvc.infer import convert
+
+    make_fast_voice(ws.weights / "tiny.pth", "v1", "40k", f0=True)
+    src = tmp_path / "voice.wav"
+    sf.write(src, _tone(1.0), 16000)
+    base = ["--workspace", str(ws.root), "rvc", "convert", str(src), "--model", "tiny", "--f0-method", "rmvpe"]
+    loaded = []
+    real_get_encoder = convert.get_encoder
+    monkeypatch.setattr(convert, "get_encoder", lambda *a: loaded.append(a) or real_get_encoder(*a))
+    assert main([*base, "--hubert", str(tmp_path / "no" / "hubert_base.pt"), "--rmvpe", str(tmp_path / "no.pt")]) == 1
+    err = capsys.readouterr().err
+    for word in ("hubert_base.pt", "--hubert", "VOICELAB_HUBERT", "rmvpe.pt", "--rmvpe", "VOICELAB_RMVPE",
+                 "voicelab assets download hubert_base", "voicelab assets download rmvpe"):
+        assert word in err, (word, err)
+    assert loaded == []  # nothing was loaded before the error
+    # --rmvpe PATH is used as given
+    hubert = make_fast_hubert(tmp_path / "hubert")
+    rmvpe = Path(__file__).parent / "golden" / "rvc" / "rmvpe" / "rmvpe_tiny.pt"
+    assert main([*base, "--hubert", str(hubert), "--rmvpe", str(rmvpe), "--quiet", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["files"][0]["ok"] and rep["params"]["f0_method"] == "rmvpe"
+    # a file that is not the official rmvpe.pt is used with a warning, the very one `assets check` gives
+    assert len(rep["warnings"]) == 1 and "not the official rmvpe file" in rep["warnings"][0]
+    monkeypatch.setenv("VOICELAB_RMVPE", str(rmvpe))
+    assert main(["--workspace", str(ws.root), "assets", "check", "rmvpe", "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)
+    assert check["assets"][0]["status"] == "wrong-size" and check["assets"][0]["usable"]
+    assert check["assets"][0]["warning"] == rep["warnings"][0]
+    assert check["features"]["rvc.f0.rmvpe"] == {"ready": True, "missing": []}
+
+
+CPU_MEMORY_CHILD = textwrap.dedent('''
+    import json, sys
+    from engines.core import cpu_memory
+    ok = cpu_memory.configure()
+    import os, torch
+
+    def rss():
+        return [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
+
+    first = torch.ones(2_500_000)
+    del first  # a freed 10 MB buffer: glibc's adaptive threshold would now keep such ones in its heap
+    before = rss()
+    big, small = [], []
+    for _ in range(16):  # 160 MB of activations with small long-lived tensors between them
+        big.append(torch.ones(2_500_000))
+        small.append(torch.ones(1000))
+    held = rss() - before
+    del big
+    print(json.dumps({"ok": ok, "thp": os.environ.get("THP_MEM_ALLOC_ENABLE"), "held": held,
+                      "kept_after_free": rss() - before}))
+''')
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_cpu_memory_settings_return_freed_activations_to_the_system():
+    def run(env_extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "VOICELAB_CPU_MEMORY")}
+        out = subprocess.run([sys.executable, "-c", CPU_MEMORY_CHILD], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1], env={**env, **env_extra})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    on = run({})
+    assert on["ok"] and on["thp"] == "1"
+    assert on["held"] > 150 * 2**20 and on["kept_after_free"] < 20 * 2**20  # freed buffers leave the process
+    off = run({"VOICELAB_CPU_MEMORY": "off"})
+    assert not off["ok"] and off["thp"] is None  # the system's defaults stay
+
+
+def test_too_short_input_says_its_length_and_the_minimum():
+    from engines.core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"10 samples at 16 kHz .* at least 19"):
+        pl.convert_array(fake_models(40000), np.full(10, 0.1, np.float32), VCOptions())
+    out, sr = pl.convert_array(fake_models(40000), np.full(19, 0.1, np.float32), VCOptions())
+    assert sr == 40000 and len(out) == round(19 * 40000 / 16000)

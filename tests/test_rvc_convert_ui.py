@@ -111,6 +111,11 @@ def test_convert_api_through_gradio_client(tmp_path):
         assert sr == 40000 and len(audio) == round(1.1 * 40000)
         assert info["files"][0]["ok"] and info["params"]["transpose"] == -3 and info["index"] is None
         assert "hubert" in info["stage_totals"]
+        # the named behaviours and the preset come with the params model: upstream's length and fill
+        out, info = client.predict(handle_file(str(src)), "tiny", "", f0_method="pm", seed=5,
+                                   preset="upstream-compatible", api_name="/convert")
+        assert (info["params"]["unvoiced"], info["params"]["length"]) == ("interpolate", "upstream")
+        assert len(sf.read(out)[0]) == round(1.1 * 16000) * 40000 // 16000 - 800  # upstream is 20 ms short here
         # a model that does not exist: a clear error, not a crash
         with pytest.raises(Exception, match="Model not found"):
             client.predict(handle_file(str(src)), "nope", "", f0_method="pm", api_name="/convert")

@@ -46,9 +46,11 @@ def test_build_small_index_files_and_contents(ws):
     assert res.index_path.parent == ws.experiment_dir("spk")
     assert res.workspace_index_path == ws.indices / "spk.index" and res.file_size > 30 * 256 * 4
     loaded = load_index(res.workspace_index_path, expected_dim=256)
-    assert loaded.vectors.shape == (30, 256)
+    assert loaded.vectors is None  # no second copy of the vectors: the search returns the neighbours'
+    stored = loaded.index.reconstruct_n(0, loaded.index.ntotal)
+    assert stored.shape == (30, 256)
     # every training frame is in the index exactly once (shuffled)
-    a = np.sort(loaded.vectors.view(np.uint8).reshape(30, -1), axis=0)
+    a = np.sort(stored.view(np.uint8).reshape(30, -1), axis=0)
     b = np.sort(feats.view(np.uint8).reshape(30, -1), axis=0)
     assert np.array_equal(a, b)
     assert not list(ws.experiment_dir("spk").glob(".*part*"))  # no temp files left behind
@@ -68,7 +70,7 @@ def test_reduction_above_threshold(ws):
     _write_features(ws, "big", 256, [1500, 1500, 1000])
     res = build_index(ws, "big", IndexParams(version="v1", max_train_frames=2000), reduce_above=3000, reduced_centres=300)
     assert res.reduced and res.frames == 4000 and res.kept_vectors == 300 and res.n_ivf == ivf_size(300) == 7
-    assert load_index(res.index_path, 256).vectors.shape == (300, 256)
+    assert load_index(res.index_path, 256).index.ntotal == 300
 
 
 def test_read_shuffled_sample_is_uniform_subset(tmp_path):
@@ -102,25 +104,27 @@ def test_wrong_dimension_features_and_index_refused(ws):
         load_index(res.workspace_index_path, expected_dim=256)
 
 
-def test_blend_retrieval_by_hand():
+@pytest.mark.parametrize("copy", [True, False], ids=["big_npy", "from-search"])
+def test_blend_retrieval_by_hand(copy):
     import faiss
 
     big = np.array([[0, 0], [2, 0], [10, 10]], np.float32)
     index = faiss.IndexFlatL2(2)
     index.add(big)
+    vectors = big if copy else None  # upstream's copy of the vectors, or the neighbours from the search
     feats = np.array([[1.0, 1.0]], np.float32)
-    out = blend_retrieval(feats, index, big, index_rate=0.5, k=2)
+    out = blend_retrieval(feats, index, vectors, index_rate=0.5, k=2)
     # squared L2 distances to rows 0 and 1 are both 2 -> equal weights -> mean (1, 0)
     assert np.allclose(out, 0.5 * np.array([[1.0, 0.0]]) + 0.5 * feats)
     feats2 = np.array([[0.5, 0.0]], np.float32)  # d0 = 0.25, d1 = 2.25 -> w ~ 1/d^2: 16 vs 0.1975
     w0, w1 = 16.0, 1 / 2.25**2
     exp = (w0 * big[0] + w1 * big[1]) / (w0 + w1)
-    assert np.allclose(blend_retrieval(feats2, index, big, 1.0, k=2), exp[None], atol=1e-6)
-    assert np.array_equal(blend_retrieval(feats2, index, big, 0.0, k=2), feats2)
+    assert np.allclose(blend_retrieval(feats2, index, vectors, 1.0, k=2), exp[None], atol=1e-6)
+    assert np.array_equal(blend_retrieval(feats2, index, vectors, 0.0, k=2), feats2)
     # an exact hit does not give NaN (upstream would), it returns the hit
-    assert np.allclose(blend_retrieval(big[:1], index, big, 1.0, k=3), big[:1])
+    assert np.allclose(blend_retrieval(big[:1], index, vectors, 1.0, k=3), big[:1])
     # more neighbours asked than vectors exist: missing ids get no weight
-    out = blend_retrieval(feats, index, big, 1.0, k=8)
+    out = blend_retrieval(feats, index, vectors, 1.0, k=8)
     assert np.isfinite(out).all()
 
 

@@ -58,7 +58,7 @@ def _files(folder: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_train_two_epochs_resume_one_more_then_cancel(setup):
-    from engines.rvc.train.loop import run_rvc_training
+    from engines.rvc.train.launch import run_rvc_training
 
     ws, make = setup
     logs: list[str] = []
@@ -133,7 +133,8 @@ def test_mel_loss_goes_down_on_a_fixed_batch(setup):
     from engines.rvc.models import noise
     from engines.rvc.models.configs import train_config
     from engines.rvc.train.data import RVCDataset, collate, read_filelist
-    from engines.rvc.train.loop import GANTrainer, build_networks, prepare_experiment
+    from engines.rvc.train.gan import GANTrainer, build_networks
+    from engines.rvc.train.launch import prepare_experiment
 
     ws, make = setup
     params = make("fixed")
@@ -159,7 +160,7 @@ def test_mel_loss_goes_down_on_a_fixed_batch(setup):
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_train_two_steps(setup):
-    from engines.rvc.train.loop import run_rvc_training
+    from engines.rvc.train.launch import run_rvc_training
 
     ws, make = setup
     logs: list[str] = []
@@ -180,7 +181,7 @@ def test_load_pretrained_keeps_matching_tensors_and_reports_the_rest(tmp_path):
 
     from engines.core.errors import InvalidInputError
     from engines.rvc.models.synthesizer import build_synthesizer
-    from engines.rvc.train.loop import load_pretrained
+    from engines.rvc.train.gan import load_pretrained
 
     torch.manual_seed(1)
     source = build_synthesizer(tiny_config("v2", "40k"), "v2", True).state_dict()

@@ -212,9 +212,11 @@ def make_tiny_fairseq_hubert(
     seed: int = 0,
     transformers_copy: str | Path | None = None,
     cfg_style: str = "dict",
+    half: bool = False,
 ) -> Path:
     """Write a random HuBERT in the fairseq checkpoint layout, as fairseq would save it.
 
+    ``half``: float16 weights, as the released hubert_base.pt stores them.
     ``cfg_style``: "dict" (fairseq >= 0.10 saves its config as a plain dict),
     "omegaconf" (a pickled omegaconf DictConfig, as some re-saved checkpoints
     hold) or "namespace" (old fairseq: flat ``args`` Namespace, ``cfg`` None).
@@ -227,6 +229,8 @@ def make_tiny_fairseq_hubert(
     state["final_proj.weight"] = final_proj.weight.detach().clone()
     state["final_proj.bias"] = final_proj.bias.detach().clone()
     state["label_embs_concat"] = torch.randn(12, final_dim)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     conv = f"[({conv_dim},10,5)] + [({conv_dim},3,2)] * 4 + [({conv_dim},2,2)] * 2"
     cfg = {
         "_name": None,

@@ -1,4 +1,4 @@
-"""API-only endpoints (no widgets) for scripts using gradio_client: job status, log, cancel."""
+"""API-only endpoints (no widgets) for scripts using gradio_client: job status, log, cancel, workers."""
 
 from __future__ import annotations
 
@@ -54,6 +54,16 @@ def register(ctx: UIContext) -> None:
         """Ask a queued or running job to stop; False when it already ended."""
         return ctx.runner.cancel(job_id_arg(job_id))
 
+    def workers() -> list:
+        """The worker processes: lane, device, pid, busy with which job, idle for how long."""
+        return ctx.runner.workers()
+
+    def free_workers(lane: str = "") -> int:
+        """Stop idle workers (all, or of one lane: training, listening, cpu); frees the memory they hold."""
+        return ctx.runner.free_workers(lane.strip() or None)
+
     gr.api(job_status, api_name="job_status")
+    gr.api(workers, api_name="workers")
+    gr.api(free_workers, api_name="free_workers")
     gr.api(job_log, api_name="job_log")
     gr.api(cancel_job, api_name="cancel_job")

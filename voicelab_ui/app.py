@@ -41,7 +41,8 @@ def build_app(ctx: UIContext) -> gr.Blocks:
             with gr.Column(scale=2, min_width=300):
                 job_panel(ctx)
         with tabs_col:
-            with gr.Tabs():
+            with gr.Tabs() as tabs:
+                ctx.extras["tabs"] = tabs  # a tab may switch to another (the Train tab opens A/B Listen)
                 for key, module, elem_id in TABS:
                     with gr.Tab(t(key), id=elem_id, elem_id=elem_id):
                         importlib.import_module(module).build(ctx)

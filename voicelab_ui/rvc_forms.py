@@ -42,6 +42,22 @@ add({
                                "将输出峰值归一化到 -0.1 dBFS（关闭则保持模型原电平）"),
     "param.seed": ("Seed", "随机种子"),
     "help.seed": ("Noise seed for repeatable output (-1 = random)", "噪声种子，相同种子输出相同（-1 = 随机）"),
+    "param.unvoiced": ("Unvoiced frames", "清音帧"),
+    "help.unvoiced": ("keep-zero: frames without pitch stay unvoiced, as models are trained (consonants and breaths "
+                      "stay noisy; protect works). interpolate: pitch filled in from the neighbours, as RVC 2026 "
+                      "(no dropouts, but consonants may buzz; protect has no effect)",
+                      "keep-zero：无音高的帧保持清音，与训练一致（辅音和呼吸声保持噪声质感，保护参数有效）。"
+                      "interpolate：用相邻帧插值补全音高，同 RVC 2026（无断音，但辅音可能带嗡声，保护参数无效）"),
+    "param.length": ("Output length", "输出长度"),
+    "help.length": ("exact: the input's duration to the sample. upstream: RVC's own length (10–20 ms short, "
+                    "10 ms dropped at each odd-length segment) and its loudness envelope",
+                    "exact：与输入时长逐采样一致。upstream：与 RVC 原版一致（短 10–20 毫秒，"
+                    "每个奇数长度分段丢 10 毫秒）及其响度包络"),
+    "param.preset": ("Preset", "预设"),
+    "help.preset": ("upstream-compatible: RVC 2026 main's output end to end (sets unvoiced interpolate, length "
+                    "upstream, no normalisation). none: the values as set here",
+                    "upstream-compatible：与 RVC 2026 主线输出完全一致（设为插值清音、原版长度、不归一化）。"
+                    "none：使用此处设置的值"),
 })
 
 
@@ -63,6 +79,23 @@ def form_overrides(cls: type, min_width: int) -> dict[str, dict]:
 def confined_model(ws: Workspace, model: str | None) -> Path:
     """A model chosen on the page (a name in weights/ or a path), refused outside the readable folders."""
     return confine(ws, resolve_model(ws, confine_value(ws, model, "model")), "model")
+
+
+def link_preset(widgets: dict[str, Any]) -> None:
+    """Choosing a preset shows the values it sets in their own widgets (the engine applies them anyway)."""
+    import gradio as gr
+
+    from engines.rvc.infer.convert import PRESETS
+
+    names = [n for n in ("unvoiced", "length", "normalize") if n in widgets]
+    if "preset" not in widgets or not names:
+        return
+
+    def show(preset: str) -> list[Any]:
+        values = PRESETS.get(preset, {})
+        return [gr.update(value=values[n]) if n in values else gr.update() for n in names]
+
+    widgets["preset"].change(show, [widgets["preset"]], [widgets[n] for n in names])
 
 
 def confined_index(ws: Workspace, idx: str, model_path: Path) -> str | None:

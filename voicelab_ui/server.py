@@ -121,6 +121,9 @@ def start_housekeeping(ws: Workspace, runner: "JobRunner") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # before anything imports torch (jobs inherit the setting)
     args = parse_args(argv)
     try:
         ws = Workspace.open(args.workspace, overrides={
@@ -142,12 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     # Uploads land in the workspace, so everything the studio reads or serves stays inside it.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(ws.uploads / "gradio"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from engines.core.jobs import JobRunner
     from voicelab_ui.app import CSS, build_app
     from voicelab_ui.context import UIContext
     from voicelab_ui.i18n import gradio_i18n
 
-    runner = JobRunner(ws)
+    runner = start_runner(ws)
     demo = build_app(UIContext(ws=ws, runner=runner))
     start_housekeeping(ws, runner)
     print(f"VoiceLab workspace: {ws.root}", flush=True)
@@ -168,6 +170,27 @@ def main(argv: list[str] | None = None) -> int:
         quiet=False,
     )
     return 0
+
+
+def start_runner(ws: Workspace) -> "JobRunner":
+    """The job runner: queue, lanes, worker processes.
+
+    A stop by Ctrl-C or SIGTERM ends ``launch()``; at exit the runner stops its workers and marks their
+    jobs interrupted. After a crash the workers keep running and the next start re-attaches to them.
+    """
+    import signal
+
+    from engines.core.jobs import JobRunner
+
+    runner = JobRunner(ws)
+    if runner.reattached_at_start:
+        print(f"VoiceLab: following {runner.reattached_at_start} job(s) still running from before.", flush=True)
+
+    def on_term(*_args: object) -> None:
+        raise KeyboardInterrupt  # Gradio's launch() ends on it, then the exit handlers close the runner
+
+    signal.signal(signal.SIGTERM, on_term)
+    return runner
 
 
 def register_command(sub: argparse._SubParsersAction) -> None:

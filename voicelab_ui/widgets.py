@@ -141,12 +141,26 @@ def progress_html(rec: JobRecord | None, lang: str = "en") -> str:
     )
 
 
+def where_it_runs(rec: JobRecord, lang: str = "en") -> str:
+    """"listening lane · cuda:0" (and why it fell back to the CPU, when it did), in ``lang``."""
+    worker = rec.worker or {}
+    device = worker.get("device") or rec.device
+    where = text("job.lane", lang, lane=text(f"lane.{rec.lane}", lang)) + (f" · {device}" if device and device != "*" else "")
+    if worker.get("warm"):
+        where += " · " + text("job.warm", lang)
+    note = worker.get("device_note") or ""
+    if device == "cpu" and "runs on the CPU" in note:
+        where += f" ({note})"
+    return where
+
+
 def job_status_md(rec: JobRecord | None, lang: str = "en") -> str:
-    """Title, id, state and duration; for a failed job its error and hint, all in ``lang``."""
+    """Title, id, state, duration and lane; for a failed job its error and hint, all in ``lang``."""
     if rec is None:
         return ""
     dur = f" · {rec.duration:.0f} s" if rec.duration is not None else ""
-    line = f"**{html.escape(rec.title)}** · `{rec.id}` · **{html.escape(rec.state_in(lang))}**{dur}"
+    line = (f"**{html.escape(rec.title)}** · `{rec.id}` · **{html.escape(rec.state_in(lang))}**{dur}"
+            f" · {html.escape(where_it_runs(rec, lang))}")
     if rec.error:
         message, hint = rec.error_in(lang)
         line += f'\n\n<div class="vl-job-error">{html.escape(message)}</div>'

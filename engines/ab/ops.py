@@ -31,6 +31,9 @@ class ABRenderJob:
     source: str = param("", path="read", help="Without a session: the source clip")
     blind: bool = param(True, help="Blind mode: shuffle sides and hide labels until the vote")
     params: str = param("", help="JSON object of ConvertParams values for every candidate")
+    checkpoints: list[str] = param(default_factory=list,
+                                   help="With an experiment: only these saves (paths or names; default: every save)")
+    index: str = param("auto", help="With an experiment: auto = its index, none = no index, or an .index path")
     cosyvoice_pending: bool = param(False, help="Synthesise the CosyVoice comparison handed over by the CosyVoice tab")
 
 
@@ -40,7 +43,7 @@ def _session_result(session: Any) -> dict:
             "outputs": [c.output for c in session.candidates], "blind": session.blind}
 
 
-@operation("ab.render", params=ABRenderJob, kind="gpu", title="A/B: convert the clip with every candidate")
+@operation("ab.render", params=ABRenderJob, kind="listening", title="A/B: convert the clip with every candidate")
 def ab_render_op(p: ABRenderJob, hooks: Hooks, ws: Workspace) -> dict:
     if p.cosyvoice_pending:
         session = render_cosyvoice_pending(ws, p.blind, hooks)
@@ -53,8 +56,9 @@ def ab_render_op(p: ABRenderJob, hooks: Hooks, ws: Workspace) -> dict:
             values = json.loads(p.params) if p.params.strip() else {}
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"params is not valid JSON ({exc}).") from exc
+        index = None if p.index in ("", "auto") else "" if p.index == "none" else p.index
         session = ab.compare_checkpoints(ws, p.experiment.strip(), p.source.strip(), values, blind=p.blind,
-                                         hooks=hooks)
+                                         index=index, hooks=hooks, only=p.checkpoints)
     else:
         raise InvalidInputError("Nothing to compare.", "Give a session id, or an experiment and a source clip.")
     res = _session_result(session)

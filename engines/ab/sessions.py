@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from engines.core.messages import msg
 from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.settings import safe_name
 
 # Two CosyVoice checkpoints the CosyVoice tab hands over for listening (relative to the workspace).
@@ -219,7 +219,7 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
     """Convert the source with every candidate that has no cached output yet (one job)."""
     from engines.core.params import build, to_dict
     from engines.rvc.infer.convert import ConvertParams, load_models, vc_options
-    from engines.rvc.infer.pipeline import convert_file
+    from engines.rvc.infer.files import convert_file
     from engines.rvc.models import noise
 
     hooks = ensure_hooks(hooks)
@@ -231,6 +231,12 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
         params = build(ConvertParams, values).check()
         key = conversion_key(_sha256(cand.model), to_dict(params), _sha256(cand.index) if cand.index else None, src_sha)
         target = cache_dir(ws) / f"{key}.{params.output_format}"
+        if not target.is_file() and (take := _preview_take(ws, session, cand, to_dict(params))) is not None:
+            from engines.core.atomic import atomic_path
+
+            with atomic_path(target) as tmp:  # the save's preview is this very take: no second conversion
+                shutil.copyfile(take, tmp)
+            hooks.log(f"{cand.label}: the preview rendered at its save")
         if not target.is_file():
             hooks.progress(i / n, msg("progress.ab_converting", label=cand.label))
             models = load_models(ws, cand.model, cand.index, params, encoder_path=encoder_path)
@@ -241,6 +247,22 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
     save_session(ws, session)
     hooks.progress(1.0, msg("progress.ab_done"))
     return session
+
+
+def _preview_take(ws: Any, session: ABSession, cand: Candidate, params: dict[str, Any]) -> Path | None:
+    """The preview a training save already rendered of this source with this model and parameters."""
+    if not session.experiment or cand.index:
+        return None
+    from engines.rvc.train.previews import read_previews
+
+    for rec in read_previews(ws, session.experiment):
+        if Path(rec["model"]) != Path(cand.model) or rec.get("params") != params:
+            continue
+        for clip in rec["clips"]:
+            out = clip.get("output")
+            if clip.get("ok") and out and Path(clip["source"]) == Path(session.source) and Path(out).is_file():
+                return Path(out)
+    return None
 
 
 def _null() -> Any:
@@ -402,9 +424,17 @@ def ranking(ws: Any, experiment: str | None = None, name: str | None = None) -> 
 
 def compare_checkpoints(ws: Any, experiment: str, source: str | Path, params: dict[str, Any] | None = None,
                         *, blind: bool = True, index: str | None = None, hooks: Hooks | None = None,
-                        encoder_path: str | None = None) -> ABSession:
-    """"Compare every saved checkpoint of this experiment": one session over all of them, rendered."""
+                        encoder_path: str | None = None, only: Sequence[str] = ()) -> ABSession:
+    """"Compare every saved checkpoint of this experiment" (or ``only`` those, by path or label): one
+    session over them, rendered. ``index`` None = the experiment's index, "" = none."""
     ckpts = list_checkpoints(ws, experiment)
+    if only:
+        wanted = {Path(o).stem for o in only}
+        missing = wanted - {c.label for c in ckpts}
+        if missing:
+            raise InvalidInputError(f"Experiment '{experiment}' has no saved model {', '.join(sorted(missing))}.",
+                                    "Pick saves from the experiment's list (weights/<exp>_e<E>_s<S>.pth).")
+        ckpts = [c for c in ckpts if c.label in wanted]
     if len(ckpts) < 2:
         raise InvalidInputError(f"Experiment '{experiment}' has {len(ckpts)} saved checkpoint(s); two are needed.",
                                 "Train with 'save every N epochs' (and 'save small models') to get checkpoints.")
@@ -413,6 +443,7 @@ def compare_checkpoints(ws: Any, experiment: str, source: str | Path, params: di
 
         found = guess_index(ws, ckpts[0].path)
         index = str(found) if found else None
+    index = index or None
     cands = [Candidate(model=str(c.path), params=dict(params or {}), index=index, label=c.label) for c in ckpts]
     session = create_session(ws, source, cands, experiment=experiment, blind=blind)
     return render_session(ws, session, hooks, encoder_path=encoder_path)

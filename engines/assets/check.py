@@ -104,8 +104,9 @@ class HashCache:
         return value
 
     def save(self) -> None:
+        """Write the cache beside the assets; never creates the assets folder for it."""
         with self._lock:
-            if not self._dirty:
+            if not self._dirty or not self.path.parent.is_dir():
                 return
             try:
                 write_json(self.path, self._data)
@@ -165,13 +166,43 @@ class AssetStatus:
     linked_to: str = ""  # symlink target, when the asset is a link
     command: str = ""  # what fixes it when not present
     files: dict[str, str] = field(default_factory=dict)  # folder assets: file -> status
+    warning: str = ""  # usable, but not the official file
 
     @property
     def ok(self) -> bool:
         return self.status == PRESENT
 
+    @property
+    def usable(self) -> bool:
+        """What the features count: present, or a replaceable asset's unofficial file (with a warning)."""
+        return self.ok or bool(self.warning)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "ok": self.ok, "usable": self.usable}
+
+
+def unofficial_warning(spec: AssetSpec, path: Path, check: FileCheck) -> str:
+    """The warning for a replaceable asset whose file is not the official one ('' otherwise).
+
+    One text for ``assets check`` and for the engines that use the file, so both say the same.
+    """
+    if not spec.replaceable or check.status not in (WRONG_SIZE, WRONG_HASH):
+        return ""
+    return (f"{path.name} is not the official {spec.name} file ({check.detail}); it is used as it is, "
+            "so results can differ from the reference weights'.")
+
+
+def weight_warning(settings: Settings, name: str, path: str | os.PathLike) -> str:
+    """``unofficial_warning`` for the file at ``path`` used as asset ``name`` (hash remembered in the cache)."""
+    spec = load_manifest().resolve(name)
+    p = Path(path)
+    if spec.kind != "file" or not p.is_file():
+        return ""
+    cache = hash_cache_for(settings)
+    try:
+        return unofficial_warning(spec, p, verify_file(p, spec.file_specs()[0], cache))
+    finally:
+        cache.save()
 
 
 def check_asset(settings: Settings, spec: AssetSpec, manifest: Manifest, cache: HashCache, *,
@@ -195,6 +226,7 @@ def check_asset(settings: Settings, spec: AssetSpec, manifest: Manifest, cache: 
     elif spec.kind == "file":
         result = verify_file(path, spec.file_specs()[0], cache, verify=verify, hash_files=hash_files, hooks=hooks)
         status.status, status.detail, status.size = result.status, result.detail, result.size
+        status.warning = unofficial_warning(spec, path, result)
     else:
         results = {f.path: verify_file(path / f.path.rstrip("/"), f, cache, verify=verify,
                                        hash_files=hash_files, hooks=hooks) for f in spec.files}
@@ -211,7 +243,7 @@ def check_asset(settings: Settings, spec: AssetSpec, manifest: Manifest, cache: 
         else:
             k, r = next((k, r) for k, r in bad if r.status != MISSING)
             status.status, status.detail = r.status, f"{k}: {r.detail}"
-    if status.status != PRESENT:
+    if status.status != PRESENT:  # for an unofficial file too: the command fetches the official one
         status.command = fix_command(spec)
     return status
 
@@ -242,9 +274,9 @@ def check_assets(settings: Settings, manifest: Manifest | None = None, *, names:
 
 def feature_readiness(statuses: list[AssetStatus], manifest: Manifest | None = None) -> dict[str, tuple[bool, list[str]]]:
     """feature -> (ready, names to get). For an unmet requirement the names listed are
-    those of its first (preferred) alternative that are not present."""
+    those of its first (preferred) alternative that are not usable."""
     manifest = manifest or load_manifest()
-    ok = {s.name for s in statuses if s.ok}
+    ok = {s.name for s in statuses if s.usable}
     known = {s.name for s in statuses}
     out: dict[str, tuple[bool, list[str]]] = {}
     for feat in manifest.features.values():
@@ -265,7 +297,8 @@ def format_table(statuses: list[AssetStatus]) -> str:
     for s in statuses:
         size = "" if s.size is None else human_size(s.size)
         where = s.path + (f" -> {s.linked_to}" if s.linked_to else "")
-        rows.append((s.name, s.status + (f" ({s.detail})" if s.detail and not s.ok else ""), size, where))
+        shown = s.status + (f" ({s.detail})" if s.detail and not s.ok else "") + (" - usable" if s.warning else "")
+        rows.append((s.name, shown, size, where))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}" for r in rows)
 

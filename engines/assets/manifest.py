@@ -62,6 +62,9 @@ class AssetSpec:
     import_from: tuple[str, ...] = ()
     package: tuple[str, ...] = ()  # "module:relative/path" candidates
     install: str = ""
+    # Another file of the same kind works too (e.g. a ContentVec build instead of hubert_base.pt): a size or
+    # hash that differs from the official file is a warning, the feature still runs.
+    replaceable: bool = False
 
     def file_specs(self) -> tuple[FileSpec, ...]:
         """The files to verify: the file itself, or the folder's listed files."""
@@ -177,6 +180,7 @@ def parse_manifest(data: dict[str, Any], path: Path | None = None) -> Manifest:
             import_from=tuple(map(str, _as_tuple(raw.get("import_from")))),
             package=tuple(map(str, _as_tuple(raw.get("package")))),
             install=str(raw.get("install", "")),
+            replaceable=bool(raw.get("replaceable", False)),
         )
         if spec.kind != "package" and not spec.path:
             raise ValueError(f"asset {spec.name}: a path under assets/ is required")

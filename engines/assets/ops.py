@@ -27,20 +27,21 @@ def _render_check(res: dict) -> str:
         lines.append("\nFEATURE                READY  NEEDS")
         lines += [f"{name:<22} {'yes' if f['ready'] else 'no':<6} {', '.join(f['missing'])}"
                   for name, f in res["features"].items()]
-    if any(not a["ok"] and a["command"] for a in res["assets"]):
+    lines += [f"warning: {a['warning']}" for a in res["assets"] if a["warning"]]
+    if any(not a["usable"] and a["command"] for a in res["assets"]):
         lines.append("\nTo fix: voicelab assets download NAME...  |  voicelab assets import --from DIR")
     return "\n".join(lines)
 
 
 @operation("assets.check", params=AssetsCheckParams, kind="inline", title="Check model files",
            cli=Command("assets check", "Which model files are present, intact, and which features can run",
-                       positional=("names*",)), render=_render_check)
+                       positional=("names*",), read_only=True), render=_render_check)
 def check_op(p: AssetsCheckParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.assets.check import check_assets, feature_readiness, format_table
 
     statuses = check_assets(ws.settings, names=p.names or None, verify=p.verify, hooks=hooks)
     ready = feature_readiness(statuses)
-    bad = [s for s in statuses if s.status in ("wrong-size", "wrong-hash")]
+    bad = [s for s in statuses if s.status in ("wrong-size", "wrong-hash") and not s.usable]
     return {"assets": [s.to_dict() for s in statuses],
             "features": {k: {"ready": r, "missing": m} for k, (r, m) in ready.items()},
             "table": format_table(statuses), "exit_code": 1 if bad else 0}
@@ -64,7 +65,7 @@ def _render_list(res: dict) -> str:
 
 @operation("assets.list", params=AssetsListParams, kind="inline", title="Known model files",
            cli=Command("assets list", "Every asset the studio knows: where it goes and where it comes from",
-                       json_key="assets"), render=_render_list)
+                       json_key="assets", read_only=True), render=_render_list)
 def list_op(p: AssetsListParams, hooks: Hooks, ws: Workspace) -> dict:
     from engines.assets.manifest import asset_path, load_manifest
 
@@ -84,7 +85,7 @@ class AssetsDownloadParams:
     force: bool = param(False, help="Download again even when the file is present and intact")
 
 
-@operation("assets.download", params=AssetsDownloadParams, kind="light", title="Download model files",
+@operation("assets.download", params=AssetsDownloadParams, kind="cpu", title="Download model files",
            cli=Command("assets download", "Download model files (Hugging Face, HF_ENDPOINT mirror, or ModelScope)",
                        positional=("names*",), json_key="results"),
            render=lambda res: "\n".join(f"{r['action']:<10} {r['name']:<32} {r['path']}" for r in res["results"]))
@@ -112,7 +113,7 @@ def _render_import(res: dict) -> str:
     return "\n".join([*lines, res["summary"]])
 
 
-@operation("assets.import", params=AssetsImportParams, kind="light", title="Import model files from a folder",
+@operation("assets.import", params=AssetsImportParams, kind="cpu", title="Import model files from a folder",
            cli=Command("assets import", "Link (or copy) model files from an RVC WebUI / Applio / CosyVoice folder",
                        positional=("names*",)), render=_render_import)
 def import_op(params: AssetsImportParams, hooks: Hooks, ws: Workspace) -> dict:

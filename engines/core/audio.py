@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +21,14 @@ from typing import Iterator
 import numpy as np
 
 from engines.core.atomic import atomic_path
+from engines.core.audio_headers import (
+    aiff_header_rate,
+    flac_header_rate,
+    looks_like_text,
+    sniff,
+    wav_declared_frames,
+    wav_header_rate,
+)
 from engines.core.errors import AudioDecodeError, InvalidInputError
 from engines.core.messages import known_text, msg
 
@@ -73,94 +80,6 @@ def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
 # probing
 
 
-_MAGIC = (
-    (b"RIFF", "WAV"),
-    (b"RF64", "WAV"),
-    (b"fLaC", "FLAC"),
-    (b"OggS", "Ogg"),
-    (b"ID3", "MP3"),
-    (b"FORM", "AIFF"),
-    (b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (b"\x30\x26\xb2\x75", "ASF/WMA"),
-)
-
-
-def _sniff(head: bytes) -> str | None:
-    """Name the container from its first bytes, or None when unrecognised."""
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return "MP4/M4A"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xF0) == 0xF0:
-        return "AAC (ADTS)"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return "MP3"
-    return None
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
-    return printable / max(1, len(text)) > 0.95
-
-
-def _wav_declared_frames(head: bytes) -> int:
-    """Frames a RIFF/WAVE header's 'data' chunk claims (0 when the header does not say)."""
-    if not (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
-        return 0
-    pos, align = 12, 0
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        if cid == b"fmt " and pos + 22 <= len(head):
-            align = struct.unpack("<H", head[pos + 20 : pos + 22])[0]
-        if cid == b"data":
-            return size // align if align and size != 0xFFFFFFFF else 0
-        pos += 8 + size + (size & 1)
-    return 0
-
-
-def _wav_header_rate(head: bytes) -> int | None:
-    """Sample rate in a RIFF/WAVE 'fmt ' chunk, if the header holds one."""
-    if not (head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE"):
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
-        if cid == b"fmt " and pos + 16 <= len(head):
-            return struct.unpack("<I", head[pos + 12 : pos + 16])[0]
-        pos += 8 + size + (size & 1)
-    return None
-
-
-def _flac_header_rate(head: bytes) -> int | None:
-    """Sample rate (20 bits) in a FLAC STREAMINFO block, if the header holds one."""
-    if not (head[:4] == b"fLaC" and len(head) >= 21 and head[4] & 0x7F == 0):
-        return None
-    return (head[18] << 12) | (head[19] << 4) | (head[20] >> 4)
-
-
-def _aiff_header_rate(head: bytes) -> int | None:
-    """Sample rate (80-bit float) in an AIFF 'COMM' chunk, if present."""
-    if not (head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC")):
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        cid, size = head[pos : pos + 4], struct.unpack(">I", head[pos + 4 : pos + 8])[0]
-        if cid == b"COMM" and pos + 26 <= len(head):
-            exp_hi = struct.unpack(">H", head[pos + 16 : pos + 18])[0]
-            mant = struct.unpack(">Q", head[pos + 18 : pos + 26])[0]
-            exp = (exp_hi & 0x7FFF) - 16383 - 63
-            return int(mant * 2.0**exp) if mant else 0
-        pos += 8 + size + (size & 1)
-    return None
-
-
 def _fail(path: Path, reason: str, hint: str = "") -> AudioDecodeError:
     """The decode error; fixed reasons and hints come out translated (``audio.reason.*``/``audio.hint.*``)."""
     return AudioDecodeError(msg("audio.cannot_decode", name=path.name, reason=known_text("audio.reason", reason)),
@@ -187,14 +106,14 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
         raise _fail(p, "the file is empty (0 bytes)", "Re-export or re-download it.")
     with open(p, "rb") as fh:
         head = fh.read(4096)
-    for header_rate in (_wav_header_rate(head), _flac_header_rate(head), _aiff_header_rate(head)):
+    for header_rate in (wav_header_rate(head), flac_header_rate(head), aiff_header_rate(head)):
         if header_rate == 0:
             raise _fail(p, "its header declares a sample rate of 0 Hz", _CONVERT_HINT)
 
     info = _probe_soundfile(p)
     if info is None:
         info = _probe_av(p, head)
-    declared = _wav_declared_frames(head)
+    declared = wav_declared_frames(head)
     if info.backend == "soundfile" and declared > info.frames:
         info = dataclasses.replace(info, declared_frames=declared)
     if info.sample_rate <= 0:
@@ -233,14 +152,14 @@ def _check_finite(p: Path, block: np.ndarray, offset: int, rate: int) -> None:
 def _probe_av(p: Path, head: bytes) -> AudioInfo:
     import av
 
-    kind = _sniff(head)
+    kind = sniff(head)
     try:
         container = av.open(str(p), "r")
     except (av.error.InvalidDataError, av.error.EOFError) as exc:
         if kind:
             raise _fail(p, f"the data is corrupt or truncated (looks like {kind} but cannot be parsed)",
                         _CONVERT_HINT) from exc
-        if _looks_like_text(head):
+        if looks_like_text(head):
             raise _fail(p, "it is not audio (it is a text file)", "Select an audio file.") from exc
         raise _fail(p, "it is not audio (unrecognised file format)", "Select an audio file.") from exc
     except av.error.FFmpegError as exc:
@@ -272,7 +191,7 @@ def _probe_av(p: Path, head: bytes) -> AudioInfo:
         except av.error.FFmpegError as exc:
             raise _fail(p, f"the audio data is corrupt ({exc.strerror or exc})", _CONVERT_HINT) from exc
         if got == 0:
-            if kind is None and _looks_like_text(head):
+            if kind is None and looks_like_text(head):
                 raise _fail(p, "it is not audio (it is a text file)", "Select an audio file.")
             raise _fail(p, "it contains no audio samples (zero-length or corrupt data)", _CONVERT_HINT)
         fmt = container.format.name.split(",")[0]
@@ -399,6 +318,34 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(np.asarray(x, dtype=np.float32), int(sr_in), int(sr_out), quality=_RESAMPLE_QUALITY)
+
+
+def as_mono(audio: object, what: str, *, keep_float64: bool = False) -> np.ndarray:
+    """1-D float samples for an analysis step (``what`` names the step in errors).
+
+    Takes ``(n,)``, ``(1, n)`` or ``(n, 1)`` numpy arrays or torch tensors of
+    float samples; other shapes, integer samples, empty and non-finite audio
+    are refused with what to do. float32 out, or float64 kept when the input
+    is float64 and ``keep_float64`` (Praat and WORLD work in float64, as
+    upstream RVC feeds them).
+    """
+    if hasattr(audio, "detach"):  # a torch tensor (without importing torch here)
+        audio = audio.detach().cpu().numpy()  # type: ignore[attr-defined]
+    x = np.asarray(audio)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise InvalidInputError(f"{what} needs mono audio; got an array of shape {x.shape}.",
+                                "Mix down to one channel and resample to 16 kHz first.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InvalidInputError(f"{what} needs float audio in -1..1, got {x.dtype} samples.",
+                                "Decode with engines.core.audio (load_audio / iter_audio).")
+    if x.size == 0:
+        raise InvalidInputError(f"{what}: the audio is empty.", "Give at least a few milliseconds of audio.")
+    if not np.isfinite(x).all():
+        raise InvalidInputError(f"{what}: the audio contains NaN or infinite samples.",
+                                "Check the decoder or the previous step.")
+    return np.ascontiguousarray(x, dtype=np.float64 if keep_float64 and x.dtype == np.float64 else np.float32)
 
 
 # ---------------------------------------------------------------------------

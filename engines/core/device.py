@@ -54,3 +54,30 @@ def follow_workspace(value: str, ws: Any) -> str:
     """A device left at 'auto' follows the studio's device setting (``--device`` / settings)."""
     configured = ws.settings.device
     return configured if value == "auto" and configured not in ("", "auto") else value
+
+
+def fits_on_gpu(device: str, free: float, total: float, own: float, need_mb: float) -> tuple[str, str]:
+    """(device, why) for a job needing ``need_mb`` on ``device`` with ``free``/``total`` bytes there, of
+    which ``own`` bytes are already reserved by this process (its warm models count as available)."""
+    if (free + own) / 2**20 >= need_mb:
+        return device, f"{device}: {free / 2**20:.0f} MB free of {total / 2**20:.0f} MB"
+    return "cpu", (f"{device} has {free / 2**20:.0f} MB free of {total / 2**20:.0f} MB (a training may be "
+                   f"using it); this job needs about {need_mb:.0f} MB, so it runs on the CPU")
+
+
+def listening_device(preference: str, need_mb: float) -> tuple[str, str]:
+    """The device a listening job runs on, and why: the preferred GPU when its free memory allows
+    (``torch.cuda.mem_get_info``), else the CPU."""
+    pref = (preference or "auto").strip().lower()
+    if pref == "cpu":
+        return "cpu", "the CPU was chosen in the settings"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu", "no CUDA device"
+    device = "cuda:0" if pref in ("auto", "cuda") else pref
+    try:
+        free, total = torch.cuda.mem_get_info(device)
+    except Exception as exc:  # noqa: BLE001 - a broken driver must not stop a conversion
+        return "cpu", f"{device} did not report its memory ({type(exc).__name__}: {exc})"
+    return fits_on_gpu(device, free, total, torch.cuda.memory_reserved(device), need_mb)

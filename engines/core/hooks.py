@@ -23,6 +23,8 @@ from engines.core.messages import Message, cli_language, msg, text_of
 # The message is a plain string or a catalogue ``Message`` (shown in the viewer's language).
 ProgressFn = Callable[[float, "str | Message"], None]
 LogFn = Callable[[str], None]
+# submit(op_name, params, title) -> job id: queue a follow-up job (e.g. previews at a training save).
+SubmitFn = Callable[[str, dict, str], str]
 
 
 class Hooks:
@@ -33,10 +35,14 @@ class Hooks:
         progress: ProgressFn | None = None,
         log: LogFn | None = None,
         cancel_event: threading.Event | None = None,
+        submit: SubmitFn | None = None,
     ) -> None:
         self._progress = progress
         self._log = log
         self.cancel_event = cancel_event or threading.Event()
+        # Set inside the studio's workers: follow-up jobs go to the job queue. None elsewhere (the
+        # command line), where a caller does the follow-up work itself.
+        self.submit = submit
 
     def progress(self, fraction: float, message: "str | Message" = "") -> None:
         if self._progress is not None:
@@ -63,7 +69,7 @@ class Hooks:
         def prog(f: float, message: "str | Message") -> None:
             parent.progress(start + (end - start) * f, message)
 
-        return Hooks(prog, self._log, self.cancel_event)
+        return Hooks(prog, self._log, self.cancel_event, self.submit)
 
     def run(
         self,
@@ -71,13 +77,15 @@ class Hooks:
         *,
         cwd: str | os.PathLike | None = None,
         env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], bool | None] | None = None,
         kill_grace: float = 1.0,
     ) -> int:
         """Run a subprocess, stream its output to the log, stop it on cancel.
 
         The child gets its own process group so cancel kills it and all its
         children (torchrun workers, data loaders) within ``kill_grace`` + 0.5 s.
+        ``on_line`` sees every line first; when it returns True the line was a
+        message for the caller and is not logged.
         Raises ``Cancelled`` when cancelled, ``VoiceLabError`` on a non-zero exit.
         """
         proc = subprocess.Popen(
@@ -98,14 +106,16 @@ class Hooks:
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
-                tail.append(line)
-                del tail[:-20]
-                self.log(line)
+                consumed = False
                 if on_line is not None:
                     try:
-                        on_line(line)
+                        consumed = bool(on_line(line))
                     except Exception:  # a parser bug must not kill the pump
                         pass
+                if not consumed:
+                    tail.append(line)
+                    del tail[:-20]
+                    self.log(line)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()

@@ -21,13 +21,14 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Sequence
 
 from engines.core.hooks import Hooks
+from engines.core.lanes import LANES
 from engines.core.settings import Workspace
 
 ENTRY_POINT_GROUP = "voicelab.operations"
 
-# "gpu": heavy, one at a time; "light": small jobs beside them; "inline": quick queries and edits
-# that answer at once (never queued as jobs).
-KINDS = ("gpu", "light", "inline")
+# A job's lane (see engines.core.lanes: "training", "listening", "cpu"), or "inline": quick queries
+# and edits that answer at once in the caller (never queued as jobs).
+KINDS = (*LANES, "inline")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ class Command:
     ``preset`` fixes some parameters for this spelling (e.g. ``dataset create`` is the import
     operation with ``must="new"``); ``positional`` fields are arguments instead of options;
     ``skip`` hides options this spelling does not use; ``json_key`` names the part of the
-    result that ``--json`` prints (default: all of it).
+    result that ``--json`` prints (default: all of it); ``read_only`` commands leave the
+    disk as they found it (no workspace folders made).
     """
 
     path: str
@@ -46,6 +48,7 @@ class Command:
     preset: Mapping[str, Any] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
     json_key: str = ""
+    read_only: bool = False  # only looks: the CLI opens the workspace without creating its folders
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,14 @@ def operation(
     name: str,
     *,
     params: type,
-    kind: str = "gpu",
+    kind: str = "training",
     title: str = "",
     cli: str | Command | Sequence[Command] | None = None,
     render: Callable[[dict], str] | None = None,
 ) -> Callable:
     """Register ``fn(params, hooks, ws) -> dict`` as the operation ``name``."""
     if kind not in KINDS:
-        raise ValueError(kind)
+        raise ValueError(f"kind must be one of {KINDS} (got {kind!r})")
     if cli is None:
         commands: tuple[Command, ...] = ()
     elif isinstance(cli, str):

@@ -41,7 +41,13 @@ class Settings:
     cosyvoice_source: str = ""
     matcha_source: str = ""
     language: str = "auto"  # auto | en | zh-CN
-    light_workers: int = 2
+    light_workers: int = 2  # worker processes of the CPU lane
+    # The warm listening worker (conversions, A/B, previews) stops after this long without a request.
+    listen_idle_seconds: int = 600
+    # GPU memory a listening job needs; with less free (a training uses the GPU) it runs on the CPU.
+    listen_gpu_mb: int = 3000
+    # After a restart, follow jobs whose worker processes still run (False: stop them, mark interrupted).
+    reattach_jobs: bool = True
     # Server folders (besides the workspace) the page may import from, separated by os.pathsep.
     import_roots: str = ""
     # HTTPS: a self-signed certificate made once into <workspace>/tls, or the user's own pair.
@@ -69,6 +75,9 @@ class Settings:
         "matcha_source": "VOICELAB_MATCHA_SOURCE",
         "language": "VOICELAB_LANGUAGE",
         "light_workers": "VOICELAB_LIGHT_WORKERS",
+        "listen_idle_seconds": "VOICELAB_LISTEN_IDLE_SECONDS",
+        "listen_gpu_mb": "VOICELAB_LISTEN_GPU_MB",
+        "reattach_jobs": "VOICELAB_REATTACH_JOBS",
         "import_roots": "VOICELAB_IMPORT_ROOTS",
         "https": "VOICELAB_HTTPS",
         "ssl_cert": "VOICELAB_SSL_CERT",
@@ -154,10 +163,13 @@ class Workspace:
     settings: Settings = field(default_factory=Settings)
 
     @classmethod
-    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> "Workspace":
+    def open(cls, workspace: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None,
+             create: bool = True) -> "Workspace":
+        """The workspace at ``workspace`` (default: $VOICELAB_HOME or ./runtime); ``create`` makes its folders."""
         root = resolve_workspace(workspace)
         ws = cls(root=root, settings=load_settings(overrides, workspace=root))
-        ws.ensure()
+        if create:
+            ws.ensure()
         return ws
 
     def ensure(self) -> None:

@@ -19,7 +19,7 @@ class BenchmarkParams:
     device: str = param("auto", help="auto, cpu, cuda or cuda:N", pattern=DEVICE_PATTERN)
 
 
-@operation("system.benchmark", params=BenchmarkParams, kind="gpu", title="Machine throughput check")
+@operation("system.benchmark", params=BenchmarkParams, kind="training", title="Machine throughput check")
 def benchmark(params: BenchmarkParams, hooks: Hooks, ws: Workspace) -> dict:
     """Run ``engines.core.machine_check`` in a subprocess and report GFLOP/s."""
     result: dict = {}

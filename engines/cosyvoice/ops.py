@@ -42,7 +42,7 @@ class VendorSyncJob:
     dest: str = param("", path="write", help="Checkout folder (default: settings cosyvoice.repo)")
 
 
-@operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="light", title="Sync upstream CosyVoice",
+@operation("cosyvoice.vendor_sync", params=VendorSyncJob, kind="cpu", title="Sync upstream CosyVoice",
            cli=Command("vendor sync", "Clone or update upstream CosyVoice (with Matcha-TTS) at the pinned commits, "
                        "from GitHub or a local mirror/bundle"))
 def vendor_sync_op(p: VendorSyncJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -100,7 +100,7 @@ def _render_prepare(res: dict) -> str:
     return "\n".join(lines)
 
 
-@operation("cosyvoice.prepare", params=PrepareJob, kind="gpu", title="Prepare CosyVoice training data",
+@operation("cosyvoice.prepare", params=PrepareJob, kind="training", title="Prepare CosyVoice training data",
            cli=Command("cosyvoice prepare", "Build CosyVoice training data (kaldi dirs, embeddings, tokens, parquet); "
                        "resumable", positional=("dataset",), json_key="report"), render=_render_prepare)
 def prepare_op(p: PrepareJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -137,7 +137,7 @@ def resolve_train_params(ws: Workspace, p: TrainJob) -> CosyTrainParams:
     return params
 
 
-@operation("cosyvoice.train", params=TrainJob, kind="gpu", title="Fine-tune CosyVoice",
+@operation("cosyvoice.train", params=TrainJob, kind="training", title="Fine-tune CosyVoice",
            cli=Command("cosyvoice train", "Fine-tune llm (and optionally flow) on prepared data (resumable)"),
            render=lambda res: "\n".join([*(f"{m}: {c}" for m, c in res["latest"].items()), f"metrics: {res['metrics']}"]))
 def train_op(p: TrainJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -192,7 +192,7 @@ def _render_average(res: dict) -> str:
     return "\n".join([*lines, res["summary"]])
 
 
-@operation("cosyvoice.average", params=AverageJob, kind="light", title="Average CosyVoice checkpoints",
+@operation("cosyvoice.average", params=AverageJob, kind="cpu", title="Average CosyVoice checkpoints",
            cli=Command("cosyvoice average", "Average checkpoints: last N or best N by validation loss, or given files",
                        positional=("files*",)), render=_render_average)
 def average_op(p: AverageJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -265,7 +265,7 @@ def _weights_to_assemble(ws: Workspace, p: AssembleJob) -> tuple[str, str | None
     return None
 
 
-@operation("cosyvoice.assemble", params=AssembleJob, kind="light", title="Average checkpoints and assemble a model dir",
+@operation("cosyvoice.assemble", params=AssembleJob, kind="cpu", title="Average checkpoints and assemble a model dir",
            cli=Command("cosyvoice assemble", "Make a model dir for a fine-tuned speaker (base files + weights + "
                        "spk2info.pt)"),
            render=lambda res: f"model dir: {res['model_dir']}\nspeakers: {', '.join(res['speakers'])}")
@@ -336,7 +336,7 @@ def _render_synth(res: dict) -> str:
     return res["audio"]
 
 
-@operation("cosyvoice.synth", params=SynthJob, kind="gpu", title="CosyVoice synthesis",
+@operation("cosyvoice.synth", params=SynthJob, kind="listening", title="CosyVoice synthesis",
            cli=Command("cosyvoice synth", "Synthesise speech with a model dir (sft speaker, zero-shot or instruct)"),
            render=_render_synth)
 def synth_op(p: SynthJob, hooks: Hooks, ws: Workspace) -> dict:

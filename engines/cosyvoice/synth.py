@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from engines.core.messages import msg
 from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError, MissingAssetError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 from engines.cosyvoice import upstream
 from engines.cosyvoice.model_dir import list_speakers

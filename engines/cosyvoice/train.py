@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines.core.messages import msg
 from engines.core.atomic import write_json
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, validate
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engines.core.messages import msg
 from engines.core.errors import Cancelled, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks, kill_process_group
+from engines.core.messages import msg
 from engines.cosyvoice import upstream
 
 LOAD_TIMEOUT_S = 900.0  # a real CosyVoice model loads in 10-60 s; the first CUDA init can take longer

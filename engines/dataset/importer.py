@@ -28,12 +28,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from engines.core.messages import msg
 from engines.core.archives import extract_member, is_hidden_member, member_path, unsafe_member
 from engines.core.atomic import require_space
 from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
 from engines.core.errors import AudioDecodeError, InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, validate
 from engines.core.settings import Workspace, safe_name
 from engines.dataset.manifest import (

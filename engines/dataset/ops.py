@@ -44,7 +44,7 @@ def _render_import(res: dict) -> str:
     return "\n".join(lines)
 
 
-@operation("dataset.import", params=DatasetImportJob, kind="light", title="Import audio into a dataset",
+@operation("dataset.import", params=DatasetImportJob, kind="cpu", title="Import audio into a dataset",
            cli=(Command("dataset create", "Create a new dataset from files, zips or folders",
                         positional=("name", "sources+"), preset={"must": "new"}, json_key="report"),
                 Command("dataset import", "Add files, zips or folders to an existing dataset",
@@ -145,7 +145,7 @@ def _transcribe_commands() -> tuple[Command, ...]:
                  for group in ("dataset", "cosyvoice"))
 
 
-@operation("dataset.transcribe", params=TranscribeJob, kind="gpu", title="Transcribe a dataset (Whisper)",
+@operation("dataset.transcribe", params=TranscribeJob, kind="training", title="Transcribe a dataset (Whisper)",
            cli=_transcribe_commands())
 def transcribe_op(p: TranscribeJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.core.errors import InvalidInputError

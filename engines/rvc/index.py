@@ -31,10 +31,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engines.core.messages import msg
 from engines.core.atomic import atomic_path
 from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 
 REDUCE_ABOVE = 200_000  # upstream: k-means reduction when N > 2e5
@@ -366,20 +366,28 @@ def read_index_header(path: str | Path) -> IndexHeader:
 
 @dataclass
 class LoadedIndex:
-    """A faiss index plus the vectors it holds (upstream's ``big_npy``)."""
+    """A faiss index, plus (optionally) the vectors it holds as one array (upstream's ``big_npy``).
+
+    Upstream copies every vector out of the index (``reconstruct_n``) to look
+    up the neighbours it found; that second copy is as large as the index
+    (600 MB for a 200 000-vector v2 index). Here the neighbours' vectors come
+    back with the search itself (``search_and_reconstruct``, same float32
+    values), so ``vectors`` stays None unless an index type cannot do that.
+    """
 
     path: Path
     index: Any
-    vectors: np.ndarray  # [ntotal, dim] float32, row i = vector with id i
+    vectors: np.ndarray | None  # [ntotal, dim] float32 when the index type needs the copy, else None
     dim: int
 
     @property
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes) * 2  # the index holds its own copy
+        own = int(self.index.ntotal) * int(self.dim) * 4
+        return own + (int(self.vectors.nbytes) if self.vectors is not None else 0)
 
 
 def load_index(path: str | Path, expected_dim: int | None = None) -> LoadedIndex:
-    """Read an index file and its vectors; refuse one built for another model version."""
+    """Read an index file; refuse one built for another model version or holding no vectors."""
     import faiss
 
     p = Path(path)
@@ -401,33 +409,69 @@ def load_index(path: str | Path, expected_dim: int | None = None) -> LoadedIndex
     if index.ntotal == 0:
         raise InvalidModelError(f"Index {p.name} is empty (trained but no vectors added).",
                                 "Use the 'added_...' index, not the 'trained_...' one.")
-    vectors = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+    vectors = None
+    if not _reconstructs_in_search(index):
+        vectors = np.ascontiguousarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
     return LoadedIndex(p, index, vectors, int(index.d))
 
 
-def blend_retrieval(feats: np.ndarray, index: Any, big_npy: np.ndarray, index_rate: float, k: int = 8) -> np.ndarray:
-    """Upstream's retrieval blend of content features [frames, dim] with their k nearest index vectors.
+def _reconstructs_in_search(index: Any) -> bool:
+    """Whether ``search_and_reconstruct`` works for this index (IVF and flat indexes: yes)."""
+    try:
+        index.search_and_reconstruct(np.zeros((1, index.d), np.float32), 1)
+        return True
+    except RuntimeError:
+        return False
 
-    ``w = (1/score)^2`` normalised per row; result
-    ``= sum_k(w * big_npy[ix]) * index_rate + feats * (1 - index_rate)``.
-    Two guards upstream lacks, neither changing any value upstream produces
-    as a number: a distance of exactly 0 (a frame equal to an index vector)
-    is floored at 1e-18 (where float32 ``(1/score)^2`` still fits) instead of giving
-    inf/inf = NaN, and missing
-    neighbours (faiss id -1 when a list holds fewer than k vectors) get weight
-    0 instead of a ~1e-77 weight on the last vector.
+
+RETRIEVE_BATCH = 1024  # frames per search: bounds the [frames, k, dim] neighbour array (~25 MB at 768-d)
+
+
+def retrieve(feats: np.ndarray, index: Any, big_npy: np.ndarray | None = None, k: int = 8
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Upstream's retrieval: each frame's k nearest index vectors, averaged with weights (1/distance)^2.
+
+    Returns ``(retrieved [frames, dim], score [frames, k], ix [frames, k])``:
+    ``score``/``ix`` as faiss ``search`` gives them, ``retrieved = sum_k w * vectors[ix]``
+    with ``w = (1/score)^2`` normalised per row. Two guards upstream lacks,
+    neither changing any value upstream produces as a number: a distance of
+    exactly 0 (a frame equal to an index vector) is floored at 1e-18 (where
+    float32 ``(1/score)^2`` still fits) instead of giving inf/inf = NaN, and
+    missing neighbours (faiss id -1 when a list holds fewer than k vectors)
+    get weight 0; a frame with no neighbour at all keeps its own features.
+    The neighbours' vectors come from ``big_npy`` when given, else from the
+    search itself.
     """
+    x = np.ascontiguousarray(feats, dtype=np.float32)
+    n = x.shape[0]
+    retrieved = np.empty_like(x)
+    scores = np.empty((n, k), np.float32)
+    labels = np.empty((n, k), np.int64)
+    for a in range(0, n, RETRIEVE_BATCH):
+        xb = x[a : a + RETRIEVE_BATCH]
+        if big_npy is None:
+            score, ix, found = index.search_and_reconstruct(xb, k)
+        else:
+            score, ix = index.search(xb, k)
+            found = big_npy[np.maximum(ix, 0)]
+        scores[a : a + len(xb)], labels[a : a + len(xb)] = score, ix
+        valid = ix >= 0
+        found[~valid] = 0.0  # faiss gives NaN (flat) or -1 (IVF) vectors for missing neighbours
+        weight = np.square(1.0 / np.maximum(score.astype(np.float32), np.float32(1e-18))) * valid
+        norm = weight.sum(axis=1, keepdims=True)
+        weight = np.divide(weight, norm, out=np.zeros_like(weight), where=norm > 0)
+        block = np.sum(found * weight[:, :, None], axis=1)
+        no_match = norm[:, 0] <= 0
+        block[no_match] = xb[no_match]
+        retrieved[a : a + len(xb)] = block
+    return retrieved, scores, labels
+
+
+def blend_retrieval(feats: np.ndarray, index: Any, big_npy: np.ndarray | None, index_rate: float,
+                    k: int = 8) -> np.ndarray:
+    """Upstream's retrieval blend: ``retrieved * index_rate + feats * (1 - index_rate)`` (see ``retrieve``)."""
     x = np.ascontiguousarray(feats, dtype=np.float32)
     if index_rate <= 0 or x.shape[0] == 0:
         return x
-    score, ix = index.search(x, k)
-    valid = ix >= 0
-    score = np.maximum(score.astype(np.float32), np.float32(1e-18))
-    weight = np.square(1.0 / score) * valid
-    norm = weight.sum(axis=1, keepdims=True)
-    weight = np.divide(weight, norm, out=np.zeros_like(weight), where=norm > 0)
-    retrieved = np.sum(big_npy[np.where(valid, ix, 0)] * weight[:, :, None], axis=1)
-    no_match = norm[:, 0] <= 0
-    if no_match.any():
-        retrieved[no_match] = x[no_match]
+    retrieved, _, _ = retrieve(x, index, big_npy, k)
     return (retrieved * index_rate + x * (1 - index_rate)).astype(np.float32)

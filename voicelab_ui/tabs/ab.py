@@ -31,6 +31,7 @@ from voicelab_ui.rvc_forms import (
     f0_method_choices,
     form_overrides,
     index_choices,
+    link_preset,
 )
 from voicelab_ui.widgets import outcome_line, param_widgets, submit_job, user_error, values_to_params
 
@@ -164,6 +165,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         with gr.Row():
             wa = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
                                overrides=form_overrides(ConvertParams, min_width=200))
+            link_preset(wa)
     gr.Markdown(t("abl.what"))
     with gr.Tabs():
         with gr.Tab(t("abl.mode_exp"), elem_id="vl-ab-mode-exp"):
@@ -184,6 +186,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                 with gr.Row():
                     wb = param_widgets(ConvertParams, skip=("f0_method", "output_format", "seed"),
                                        overrides=form_overrides(ConvertParams, min_width=200))
+                    link_preset(wb)
             run_params = gr.Button(t("abl.compare_params"), variant="primary", elem_id="vl-ab-run-params")
     status = gr.Markdown(elem_id="vl-ab-status")
 

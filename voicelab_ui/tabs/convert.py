@@ -4,7 +4,7 @@ Conversions run as ``rvc.convert`` jobs (the shared job panel follows them);
 when the job ends, the result section shows players, download links,
 per-file errors and stage timings read from the job record. The checkpoint
 tools (info / extract / merge) sit in an accordion; extract and merge are
-light jobs, info is read directly.
+CPU-lane jobs, info is read directly.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from voicelab_ui.rvc_forms import (
     f0_method_choices,
     form_overrides,
     index_choices,
+    link_preset,
 )
 from voicelab_ui.widgets import (
     api_signature,
@@ -164,6 +165,7 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             widgets = param_widgets(ConvertParams, skip=("f0_method",),
                                     overrides=form_overrides(ConvertParams, min_width=220))
+            link_preset(widgets)
     widgets = {"f0_method": f0_method, **widgets}
     run = gr.Button(t("vc.convert"), variant="primary", elem_id="vl-vc-run")
     with gr.Accordion(t("vc.results"), open=True):
@@ -359,7 +361,8 @@ def register_api(ctx: UIContext) -> None:
     """``/convert``: one audio file in, the converted file and a report dict out (waits for the result).
 
     The endpoint's keyword parameters are ConvertParams' fields; the conversion runs as an
-    ``rvc.convert`` job like the tab's, so it queues with the other jobs.
+    ``rvc.convert`` job like the tab's, in the listening lane: calls queue there one at a time per
+    device (on its warm worker) and are served while a training runs; none runs beside the queue.
     """
     ws = ctx.ws
     with gr.Group(visible=False):

@@ -16,17 +16,25 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
-from engines.core.messages import msg
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, to_dict, validate
 from engines.rvc.pitch.f0 import F0_METHODS
 
 OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "m4a")
 # The pipeline's zero-phase high-pass needs more than 18 samples at 16 kHz; one HuBERT frame is 20 ms.
 MIN_CONVERT_SECONDS = 0.02
+
+
+UPSTREAM_COMPATIBLE = "upstream-compatible"
+# What the upstream-compatible preset sets: RVC 2026 main's behaviour end to end (tests/golden/pipeline).
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    UPSTREAM_COMPATIBLE: {"unvoiced": "interpolate", "length": "upstream", "normalize": False},
+}
 
 
 @dataclass
@@ -47,11 +55,23 @@ class ConvertParams:
     output_format: str = param("wav", choices=OUTPUT_FORMATS, help="Output file format")
     normalize: bool = param(True, help="Peak-normalise the output to -0.1 dBFS (--no-normalize keeps levels)")
     seed: int = param(-1, min=-1, max=2**31 - 1, help="Noise seed for repeatable output (-1 = random)")
+    unvoiced: Literal["keep-zero", "interpolate"] = param(
+        "keep-zero", help="Frames without pitch: keep-zero = unvoiced, as trained (RVC <= 2024; protect works); "
+                          "interpolate = pitch filled in from the neighbours (RVC 2026 main; protect has no effect)")
+    length: Literal["exact", "upstream"] = param(
+        "exact", help="Output length: exact = the input's duration to the sample; upstream = RVC's own "
+                      "(10-20 ms short, 10 ms dropped per odd-length segment) and its loudness envelope")
+    preset: Literal["none", "upstream-compatible"] = param(
+        "none", help="upstream-compatible = RVC 2026 main's output end to end (sets unvoiced interpolate, "
+                     "length upstream, no normalisation; exact f0 windows); none = the values as given")
 
     def check(self) -> "ConvertParams":
+        """Validate, and apply the preset (its values replace the ones given)."""
         validate(self)
         if self.resample_sr and self.resample_sr < 16000:
             raise InvalidInputError(f"resample_sr must be 0 or between 16000 and 48000 (got {self.resample_sr}).")
+        for name, value in PRESETS[self.preset].items():
+            setattr(self, name, value)
         return self
 
     def name_tag(self) -> str:
@@ -64,8 +84,15 @@ class ConvertParams:
             parts.append(f"sid{self.speaker_id}")
         if self.resample_sr:
             parts.append(f"{self.resample_sr}Hz")
-        if not self.normalize:
-            parts.append("raw")
+        if self.preset != "none":
+            parts.append("upstream" if self.preset == UPSTREAM_COMPATIBLE else self.preset)
+        else:
+            if not self.normalize:
+                parts.append("raw")
+            if self.unvoiced != "keep-zero":
+                parts.append("uvinterp")
+            if self.length != "exact":
+                parts.append("uplen")
         if self.seed >= 0:
             parts.append(f"seed{self.seed}")
         return "_".join(parts)
@@ -219,6 +246,7 @@ class ConvertReport:
     files: list[FileOutcome]
     load_seconds: float = 0.0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def converted(self) -> list[FileOutcome]:
@@ -245,6 +273,7 @@ class ConvertReport:
     def summary(self) -> str:
         lines = [f"{len(self.converted)}/{len(self.files)} converted with {Path(self.model).name}"
                  + (f" + {Path(self.index).name}" if self.index else "")]
+        lines += [f"  warning: {w}" for w in self.warnings]
         for f in self.files:
             if f.ok:
                 lines.append(f"  ok   {Path(f.input).name} -> {f.output} ({f.input_seconds:.1f} s audio, "
@@ -265,10 +294,20 @@ def _device(ws: Any) -> Any:
 
 
 def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, params: ConvertParams,
-                device: Any = None, encoder_path: str | Path | None = None) -> Any:
-    """Voice + content encoder (+ index) for a conversion, from the caches."""
-    from engines.core.errors import MissingAssetError
-    from engines.rvc.infer.pipeline import Models
+                device: Any = None, encoder_path: str | Path | None = None,
+                rmvpe_path: str | Path | None = None) -> Any:
+    """Voice + content encoder (+ index) for a conversion, from the caches.
+
+    After the voice (it says whether pitch is needed), every other weight
+    file is checked before any of them loads: all missing ones are named in
+    one error, each with its CLI flag and environment variable. A HuBERT or
+    RMVPE file that is not the official one is used, with the warning
+    ``voicelab assets check`` gives for it (``Models.warnings``).
+    """
+    from engines.rvc.index import DIM_OF_VERSION
+    from engines.rvc.infer.segment import Models
+    from engines.rvc.pitch.f0 import method_problem
+    from engines.rvc.weights import HUBERT, RMVPE, raise_first_problems
 
     device = device if device is not None else _device(ws)
     vm = get_voice(model_path, device)
@@ -278,14 +317,18 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
             f"(it has {vm.n_speakers} speaker embeddings).",
             f"Use a speaker id between 0 and {vm.n_speakers - 1}.",
         )
-    enc_path = Path(encoder_path) if encoder_path else ws.settings.resolved_hubert()
-    if not enc_path.exists():
-        from engines.rvc.content.hubert import HUBERT_ASSET, HUBERT_DOWNLOAD
+    enc_path = HUBERT.resolve(encoder_path, ws.settings)
+    rmvpe = RMVPE.resolve(rmvpe_path, ws.settings)
+    uses_rmvpe = bool(vm.f0) and params.f0_method == "rmvpe"
+    problems: list[VoiceLabError] = [] if enc_path.exists() else [HUBERT.missing(enc_path, "voice conversion")]
+    if vm.f0 and (f0_problem := method_problem(params.f0_method, rmvpe)):
+        problems.append(f0_problem)
+    raise_first_problems(problems)
+    from engines.assets.check import weight_warning
 
-        raise MissingAssetError(HUBERT_ASSET, str(enc_path), HUBERT_DOWNLOAD, why="voice conversion")
+    warnings = [w for name, path in ((HUBERT.asset, enc_path), (RMVPE.asset, rmvpe if uses_rmvpe else None))
+                if path is not None and (w := weight_warning(ws.settings, name, path))]
     encoder = get_encoder(enc_path, device)
-    from engines.rvc.index import DIM_OF_VERSION
-
     if hasattr(encoder, "dim") and encoder.dim(vm.version) != DIM_OF_VERSION[vm.version]:
         from engines.core.errors import InvalidModelError
 
@@ -296,21 +339,22 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
         )
     index = None
     if index_path and params.index_rate > 0:
-        from engines.rvc.index import DIM_OF_VERSION
-
         index = get_index(index_path, DIM_OF_VERSION[vm.version])
-    return Models(voice=vm, encoder=encoder, index=index, device=device)
+    return Models(voice=vm, encoder=encoder, index=index, device=device, warnings=warnings)
 
 
-def vc_options(ws: Any, params: ConvertParams) -> Any:
+def vc_options(ws: Any, params: ConvertParams, rmvpe_path: str | Path | None = None) -> Any:
+    """The pipeline's options for ``params`` (checked: the preset applied)."""
     from engines.rvc.infer.pipeline import VCOptions
+    from engines.rvc.weights import RMVPE
 
-    rmvpe = ws.settings.resolved_rmvpe() if ws is not None else None
+    rmvpe = RMVPE.resolve(rmvpe_path, ws.settings if ws is not None else None)
     return VCOptions(
         transpose=params.transpose, f0_method=params.f0_method, index_rate=params.index_rate,
         filter_radius=params.filter_radius, rms_mix_rate=params.rms_mix_rate, protect=params.protect,
         speaker_id=params.speaker_id, resample_sr=params.resample_sr, normalize=params.normalize,
-        rmvpe_path=str(rmvpe) if rmvpe else None,
+        unvoiced=params.unvoiced, length=params.length, exact_f0=params.preset == UPSTREAM_COMPATIBLE,
+        rmvpe_path=str(rmvpe),
     )
 
 
@@ -324,18 +368,21 @@ def convert_files(
     hooks: Hooks | None = None,
     *,
     encoder_path: str | Path | None = None,
+    rmvpe_path: str | Path | None = None,
     options: Any = None,
 ) -> ConvertReport:
     """Convert files (or folders of files) with one model; one outcome per file.
 
     Outputs go to ``out_dir`` (default ``<workspace>/outputs``) named
     ``<input>__<model>__<params>.<fmt>`` with a ``.json`` sidecar holding the
-    parameters, model/index and timings. ``options`` (a pipeline VCOptions)
-    overrides the derived pipeline options (tests, benchmarks).
+    parameters (the preset applied), model/index and timings. ``encoder_path``
+    / ``rmvpe_path`` replace the configured HuBERT / RMVPE files. ``options``
+    (a pipeline VCOptions) overrides the derived pipeline options (tests,
+    benchmarks).
     """
     from engines.core.atomic import require_space, write_json
     from engines.core.audio import probe_audio, require_duration
-    from engines.rvc.infer.pipeline import convert_file
+    from engines.rvc.infer.files import convert_file
     from engines.rvc.models import noise
 
     hooks = ensure_hooks(hooks)
@@ -345,13 +392,13 @@ def convert_files(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     hooks.progress(0.0, msg("progress.loading_models"))
-    models = load_models(ws, model_path, index_path, params, encoder_path=encoder_path)
+    models = load_models(ws, model_path, index_path, params, encoder_path=encoder_path, rmvpe_path=rmvpe_path)
     load_s = time.perf_counter() - t0
-    opts = options if options is not None else vc_options(ws, params)
-    if f0_problem := _f0_problem(models, params, opts):
-        raise f0_problem
+    opts = options if options is not None else vc_options(ws, params, rmvpe_path)
     report = ConvertReport(str(model_path), str(models.index.path) if models.index is not None else None,
-                           to_dict(params), [], load_seconds=load_s)
+                           to_dict(params), [], load_seconds=load_s, warnings=list(models.warnings))
+    for warning in report.warnings:
+        hooks.log(f"warning: {warning}")
     for i, src in enumerate(files):
         hooks.check_cancel()
         outcome = FileOutcome(input=str(src))
@@ -388,7 +435,7 @@ def convert_files(
                 "model_sha256": getattr(models.voice, "sha256", None), "index": report.index,
                 "params": to_dict(params), "sample_rate": outcome.sample_rate,
                 "input_seconds": outcome.input_seconds, "seconds": outcome.seconds,
-                "times": outcome.times, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "times": outcome.times, "warnings": report.warnings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             })
             outcome.sidecar = str(sidecar)
             hooks.log(f"{src.name} -> {target.name} ({outcome.seconds:.1f} s)")
@@ -402,12 +449,3 @@ def _nullcontext() -> Any:
     import contextlib
 
     return contextlib.nullcontext()
-
-
-def _f0_problem(models: Any, params: ConvertParams, opts: Any) -> VoiceLabError | None:
-    """A missing f0 method/weight is a problem for the whole batch, not per file."""
-    if not models.voice.f0:
-        return None
-    from engines.rvc.pitch.f0 import method_problem
-
-    return method_problem(params.f0_method, opts.rmvpe_path)

@@ -9,14 +9,12 @@ enc_q dropped, fp32 (fp16 only when asked for on CUDA).
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engines.core.errors import InvalidModelError
-from engines.rvc.checkpoints import GeneratorFile, file_sha256, read_generator
+from engines.rvc.checkpoints import POSTERIOR_PREFIX, GeneratorFile, file_sha256, read_generator
 
 
 @dataclass
@@ -49,49 +47,35 @@ class VoiceModel:
         return int(self.net.hop_length)
 
 
-_ALLOCATOR_TUNED = False
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed large buffers in the heap instead of returning them to the OS (glibc).
-
-    The decoder allocates many large activation tensors per call; by default
-    glibc maps and unmaps each one, so every call pays page faults in the
-    kernel. Raising the mmap/trim thresholds lets the buffers be reused.
-    Process-wide and idempotent; returns whether it applied.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        # Buffers up to 256 MB come from the heap; up to 512 MB of free heap is kept for reuse.
-        ok = bool(libc.mallopt(m_mmap_threshold, 256 << 20)) and bool(libc.mallopt(m_trim_threshold, 512 << 20))
-    except (OSError, AttributeError):
-        return False
-    _ALLOCATOR_TUNED = ok
-    return ok
-
-
 def build_voice_net(gen: GeneratorFile, device: Any = "cpu", half: bool = False) -> Any:
-    """The inference network for a read generator file (strict load, enc_q ignored)."""
+    """The inference network for a read generator file (strict load, enc_q ignored).
+
+    Lean on memory: the network is built on the meta device and takes the
+    file's tensors as its parameters, each converted to float32 as it is
+    taken out of ``gen.weights`` (which is emptied), so no random init and
+    no second copy of the weights exist at any time.
+    """
     import torch
 
+    from engines.rvc.models.commons import share_channels_last_weights
     from engines.rvc.models.synthesizer import build_synthesizer
 
     try:
-        net = build_synthesizer(gen.config, gen.version, gen.f0, with_posterior=False)
+        with torch.device("meta"):
+            net = build_synthesizer(gen.config, gen.version, gen.f0, with_posterior=False)
     except (TypeError, ValueError, IndexError) as exc:
         raise InvalidModelError(
             f"{gen.path.name}: its config cannot build an RVC {gen.version} network ({exc}).",
             "The file may be damaged or from an unsupported RVC fork.",
         ) from exc
-    weights = {k: v.float() for k, v in gen.inference_weights().items()}
+    weights = {}
+    for key in list(gen.weights):
+        value = gen.weights.pop(key)
+        if not key.startswith(POSTERIOR_PREFIX):
+            weights[key] = value.float() if value.is_floating_point() else value
+        del value
     try:
-        net.load_state_dict(weights, strict=True)
+        net.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
@@ -100,6 +84,7 @@ def build_voice_net(gen: GeneratorFile, device: Any = "cpu", half: bool = False)
             f"{gen.sample_rate // 1000}k network ({detail[:300]}).",
             "The file may be damaged or from an unsupported RVC fork.",
         ) from exc
+    del weights
     net.eval()
     net.remove_weight_norm()
     net.requires_grad_(False)
@@ -107,6 +92,8 @@ def build_voice_net(gen: GeneratorFile, device: Any = "cpu", half: bool = False)
     net = net.to(dev)
     if half and dev.type == "cuda":
         net = net.half()
+    if dev.type == "cpu":
+        share_channels_last_weights(net)
     return net
 
 
@@ -115,13 +102,15 @@ def load_voice(path: str | Path, device: Any = "cpu", *, half: bool = False) -> 
 
     Raises InvalidModelError for anything that is not an RVC generator.
     """
+    from engines.core import cpu_memory
+
+    cpu_memory.configure()  # a process that did not start through the CLI or the studio
     import torch
 
     gen = read_generator(path)
     dev = torch.device(device)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
-    net = build_voice_net(gen, dev, half)
+    n_speakers = gen.n_speakers
+    net = build_voice_net(gen, dev, half)  # empties gen.weights
     dtype = str(next(net.parameters()).dtype).replace("torch.", "")
     return VoiceModel(
         net=net,
@@ -130,7 +119,7 @@ def load_voice(path: str | Path, device: Any = "cpu", *, half: bool = False) -> 
         f0=gen.f0,
         info=gen.info,
         config=list(gen.config),
-        n_speakers=gen.n_speakers,
+        n_speakers=n_speakers,
         path=gen.path,
         sha256=file_sha256(gen.path),
         kind=gen.kind,

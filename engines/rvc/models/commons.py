@@ -84,6 +84,46 @@ def weight_4d(module: nn.Module) -> torch.Tensor:
     return w4
 
 
+def share_channels_last_weights(net: nn.Module) -> nn.Module:
+    """Store every folded 1-D conv weight in the channels-last [*, *, 1, K] layout ``weight_4d`` wants.
+
+    The parameter becomes a 3-D view of that storage, so the CPU path's 4-D
+    weight is the parameter itself instead of a cached second copy (about
+    the decoder's size). Same values; for inference networks.
+    """
+    with torch.no_grad():
+        for m in net.modules():
+            if not isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) or "weight" not in m._parameters:
+                continue
+            w4 = m.weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            m.weight = nn.Parameter(w4.squeeze(2), requires_grad=False)
+            m.__dict__.pop("_w4_cache", None)
+    return net
+
+
+class AsFloat32(nn.Module):
+    """A parametrization: the stored tensor, read as float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float()
+
+
+def compute_in_float32(model: nn.Module) -> nn.Module:
+    """Make every float16/bfloat16 parameter read as float32 where the network uses it.
+
+    The stored tensor stays half precision and each use casts it (a per-layer
+    temporary), so results are bit-for-bit those of a float32 copy of the
+    same weights while the resident weights take half the memory.
+    """
+    from torch.nn.utils import parametrize
+
+    for module in list(model.modules()):
+        for name, value in list(module.named_parameters(recurse=False)):
+            if value.dtype in (torch.float16, torch.bfloat16):
+                parametrize.register_parametrization(module, name, AsFloat32(), unsafe=True)
+    return model
+
+
 def conv1d_as_2d(module: nn.Conv1d, x4: torch.Tensor) -> torch.Tensor:
     """Apply a Conv1d to a [B, C, 1, T] (channels-last) tensor; no grad."""
     return F.conv2d(

@@ -29,7 +29,7 @@ class IndexJob(IndexParams):
     exp_name: str = param("", help="Experiment whose extracted features are indexed (folder under experiments/)")
 
 
-@operation("rvc.index", params=IndexJob, kind="light", title="Build the RVC retrieval index",
+@operation("rvc.index", params=IndexJob, kind="cpu", title="Build the RVC retrieval index",
            cli=Command("rvc index", "Build the faiss retrieval index from an experiment's features"))
 def index_op(p: IndexJob, hooks: Hooks, ws: Workspace) -> dict:
     from engines.rvc.index import build_index
@@ -51,10 +51,13 @@ class ConvertJob(ConvertParams):
     inputs: list[str] = param(default_factory=list, path="read", help="Audio files and/or folders", cli=False)
     index: str = param("auto", path="read", help="faiss .index file; 'auto' = the model's workspace index; '' = none")
     out_dir: str = param("", path="write", help="Output folder (default: <workspace>/outputs)")
-    hubert: str = param("", path="read", help="Content encoder (default: the configured hubert_base.pt)")
+    hubert: str = param("", path="read", help="Content encoder hubert_base.pt or a transformers folder "
+                                              "(default: VOICELAB_HUBERT / settings / assets/hubert/hubert_base.pt)")
+    rmvpe: str = param("", path="read", help="RMVPE weights for --f0-method rmvpe "
+                                             "(default: VOICELAB_RMVPE / settings / assets/rmvpe/rmvpe.pt)")
 
 
-@operation("rvc.convert", params=ConvertJob, kind="gpu", title="RVC voice conversion",
+@operation("rvc.convert", params=ConvertJob, kind="listening", title="RVC voice conversion",
            cli=Command("rvc convert", "Convert audio files or folders with an RVC model", positional=("inputs+",),
                        json_key="report"), render=lambda res: res["details"])
 def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -65,7 +68,8 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
     if index:
         hooks.log(f"index: {index}")
     report = convert_files(ws, model, list(p.inputs), subset(p, ConvertParams), index_path=index,
-                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None)
+                           out_dir=p.out_dir or None, hooks=hooks, encoder_path=p.hubert or None,
+                           rmvpe_path=p.rmvpe or None)
     if not report.converted:
         first = report.failed[0] if report.failed else None
         error, hint = messages_of_ref(first.error_ref or "") if first else (None, "")
@@ -131,7 +135,7 @@ class ExtractJob:
     overwrite: bool = param(False, help="Replace a model of the same name")
 
 
-@operation("rvc.ckpt_extract", params=ExtractJob, kind="light", title="Extract a small RVC model",
+@operation("rvc.ckpt_extract", params=ExtractJob, kind="cpu", title="Extract a small RVC model",
            cli=Command("rvc ckpt extract", "Write a small inference model from a G_*.pth training checkpoint",
                        positional=("checkpoint",)))
 def extract_op(p: ExtractJob, hooks: Hooks, ws: Workspace) -> dict:
@@ -157,7 +161,7 @@ class MergeJob:
     overwrite: bool = param(False, help="Replace a model of the same name")
 
 
-@operation("rvc.ckpt_merge", params=MergeJob, kind="light", title="Merge two RVC models",
+@operation("rvc.ckpt_merge", params=MergeJob, kind="cpu", title="Merge two RVC models",
            cli=Command("rvc ckpt merge", "Blend two models of the same architecture: alpha*A + (1-alpha)*B",
                        positional=("model_a", "model_b")))
 def merge_op(p: MergeJob, hooks: Hooks, ws: Workspace) -> dict:

@@ -52,7 +52,7 @@ def _render_import(res: dict) -> str:
     return "\n".join([*lines, res["summary"]])
 
 
-@operation("rvc.import", params=ModelImportJob, kind="light", title="Import RVC models",
+@operation("rvc.import", params=ModelImportJob, kind="cpu", title="Import RVC models",
            cli=Command("rvc import", "Import voice models (zip, folder, URL, HF repo, RVC WebUI / Applio install)",
                        positional=("source",)), render=_render_import)
 def import_op(p: ModelImportJob, hooks: Hooks, ws: Workspace) -> dict:

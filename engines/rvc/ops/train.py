@@ -1,4 +1,5 @@
-"""RVC training operations: ``rvc.preprocess`` (the data stages) and ``rvc.train`` (everything).
+"""RVC training operations: ``rvc.preprocess`` (the data stages), ``rvc.train`` (everything), and the
+previews of each save (``rvc.preview`` renders one save's, ``rvc.previews`` lists them).
 
 Both take :class:`engines.rvc.train.params.TrainParams`, so the RVC Train tab
 and ``voicelab rvc preprocess|extract|train`` have the same options. Before
@@ -8,7 +9,7 @@ missing file fails at once with the file, its place and the download command,
 instead of after a long preprocessing run; a pretrained G/D whose version,
 sample rate or pitch setting (read from the file) differs from the
 experiment's is refused with the reason. Nothing here imports torch at
-import time (``engines.rvc.train.loop`` does, so it is imported inside).
+import time (``engines.rvc.train.launch`` does, so it is imported inside).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from engines.core.ops import Command, operation
 from engines.core.params import param
 from engines.core.settings import Settings, Workspace, safe_name
 from engines.rvc.train.params import TrainParams
+from engines.rvc.train.previews import PreviewJob
 
 DATA_STAGES = ("preprocess", "f0", "feature")
 
@@ -30,9 +32,10 @@ DATA_STAGES = ("preprocess", "f0", "feature")
 _TRAINING_ONLY = (
     "total_epoch", "batch_size", "save_every_epoch", "save_every_weights", "keep_latest_only", "pretrained_g",
     "pretrained_d", "precision", "log_interval", "grad_clip", "loader_workers", "cpu_processes", "max_steps", "seed",
+    "previews", "preview_clip", "nnodes", "node_rank", "master_addr", "master_port",
 )
 _EXTRACT_ONLY = ("version", "f0", "f0_method", "hubert_path", "rmvpe_path", "skip_f0", "skip_feature", "speaker_id",
-                 "add_mute", "gpus")
+                 "add_mute", "gpus", "holdout_pieces")
 
 
 # -- what a run needs ---------------------------------------------------------------------------
@@ -119,7 +122,7 @@ def _preprocess_summary(p: PreprocessJob, paths: Any, cached: bool | None, entri
     return f"'{p.exp_name}': " + ", ".join(parts)
 
 
-@operation("rvc.preprocess", params=PreprocessJob, kind="gpu", title="RVC: preprocess + extract pitch and features",
+@operation("rvc.preprocess", params=PreprocessJob, kind="training", title="RVC: preprocess + extract pitch and features",
            cli=(Command("rvc preprocess", "Slice and normalise a dataset into an experiment (step 1)",
                         preset={"stages": "slice"}, skip=_TRAINING_ONLY + _EXTRACT_ONLY + ("skip_preprocess",)),
                 Command("rvc extract", "Extract pitch and HuBERT features, write the filelist (step 2)",
@@ -128,7 +131,7 @@ def preprocess_op(p: PreprocessJob, hooks: Hooks, ws: Workspace) -> dict:
     """Steps 1-2 of training: pieces, pitch, content features and filelist.txt (cached stages skipped)."""
     from engines.rvc.models.configs import parse_sr
     from engines.rvc.train.experiment import experiment_paths
-    from engines.rvc.train.loop import prepare_experiment
+    from engines.rvc.train.launch import prepare_experiment
     from engines.rvc.train.preprocess import preprocess_dataset
 
     stages = {"all": DATA_STAGES, "slice": ("preprocess",), "extract": ("f0", "feature")}[p.stages]
@@ -156,14 +159,22 @@ def _render_train(res: dict) -> str:
                       *(f"checkpoint model: {m}" for m in res["small_models"])])
 
 
-@operation("rvc.train", params=TrainParams, kind="gpu", title="RVC: train a voice model",
+@operation("rvc.train", params=TrainParams, kind="training", title="RVC: train a voice model",
            cli=Command("rvc train", "Preprocess, extract and train an RVC model (all steps)"), render=_render_train)
 def train_op(p: TrainParams, hooks: Hooks, ws: Workspace) -> dict:
     """The whole pipeline (preprocess -> pitch -> features -> training), resuming from the latest G/D."""
-    from engines.rvc.train.loop import run_rvc_training
+    from engines.rvc.train.launch import run_rvc_training
 
     preflight(ws, p, DATA_STAGES, train=True)
     res = run_rvc_training(ws, p, hooks)
+    if res.weights is None and p.node_rank > 0:
+        summary = (f"'{p.exp_name}': node {p.node_rank} of {p.nnodes} trained {res.steps} steps with node 0, which "
+                   "saved the checkpoints and models")
+        return {"summary": summary, "exp_name": p.exp_name, "exp_dir": str(res.exp_dir), "weights": None,
+                "small_models": [], "checkpoints": [], "epochs": res.epochs, "steps": res.steps,
+                "last_losses": {k: round(float(v), 5) for k, v in res.last_losses.items()},
+                "seconds_per_step": res.seconds_per_step, "seconds": round(res.seconds, 2), "metrics": None,
+                "resumed_from": None}
     losses = {k: round(float(v), 5) for k, v in res.last_losses.items()}
     model = res.weights.name if res.weights else "no final model"
     summary = (f"'{p.exp_name}' trained to epoch {res.epochs} ({res.steps} steps, {res.seconds_per_step:.2f} s/step): "
@@ -185,3 +196,41 @@ def train_op(p: TrainParams, hooks: Hooks, ws: Workspace) -> dict:
         "metrics": str(res.metrics) if res.metrics else None,
         "resumed_from": str(res.resumed_from) if res.resumed_from else None,
     }
+
+
+# -- previews ------------------------------------------------------------------------------
+
+@operation("rvc.preview", params=PreviewJob, kind="listening", title="RVC: previews of a training save",
+           cli=Command("rvc preview", "Convert the preview clips with one save's small model (the Train tab's "
+                                      "players)", positional=("exp_name",)))
+def preview_op(p: PreviewJob, hooks: Hooks, ws: Workspace) -> dict:
+    from engines.rvc.train.previews import render_previews
+
+    safe_name(p.exp_name)
+    rec = render_previews(ws, p, hooks)
+    ok = sum(c["ok"] for c in rec["clips"])
+    return {"summary": f"'{p.exp_name}' epoch {p.epoch}: {ok}/{len(rec['clips'])} preview(s) on {rec['device']}",
+            "preview": rec, "outputs": [c["output"] for c in rec["clips"] if c["ok"]]}
+
+
+@dataclass
+class PreviewsParams:
+    exp_name: str = param(help="Experiment whose saves' previews to list")
+
+
+def _render_previews(res: dict) -> str:
+    lines = []
+    for rec in res["previews"]:
+        lines.append(f"epoch {rec['epoch']} step {rec['step']}: {Path(rec['model']).name} ({rec['device']})")
+        lines += [f"  {c['kind']:<10} {c['name']}: {c['output'] or c['error']}" for c in rec["clips"]]
+    return "\n".join(lines) or "no previews yet"
+
+
+@operation("rvc.previews", params=PreviewsParams, kind="inline", title="Previews of an experiment's saves",
+           cli=Command("rvc previews", "List each save's preview clips (held-out and yours)", positional=("exp_name",),
+                       json_key="previews"), render=_render_previews)
+def previews_op(p: PreviewsParams, hooks: Hooks, ws: Workspace) -> dict:
+    from engines.rvc.train.previews import read_previews
+
+    safe_name(p.exp_name)
+    return {"previews": read_previews(ws, p.exp_name)}

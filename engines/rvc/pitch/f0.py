@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engines.core.messages import msg
+from engines.core.audio import as_mono
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 
 SAMPLE_RATE = 16000
@@ -66,8 +67,9 @@ def frame_count(n_samples: int) -> int:
 
 
 def fit_length(f0: np.ndarray, n_frames: int) -> np.ndarray:
-    """Zero-pad at the end or trim ``f0`` to exactly ``n_frames`` values."""
-    f0 = np.asarray(f0, dtype=np.float32).reshape(-1)
+    """Zero-pad at the end or trim ``f0`` to exactly ``n_frames`` values (float64 stays float64)."""
+    f0 = np.asarray(f0)
+    f0 = f0.astype(np.float64 if f0.dtype == np.float64 else np.float32, copy=False).reshape(-1)
     if len(f0) >= n_frames:
         return f0[:n_frames]
     return np.pad(f0, (0, n_frames - len(f0)))
@@ -92,8 +94,32 @@ def f0_to_coarse(f0: np.ndarray) -> np.ndarray:
 
 
 def shift_f0(f0: np.ndarray, semitones: float) -> np.ndarray:
-    """Transpose by ``semitones`` (multiplies Hz by 2**(n/12)); unvoiced frames stay 0."""
-    return (np.asarray(f0, dtype=np.float32) * np.float32(2.0 ** (float(semitones) / 12.0))).astype(np.float32)
+    """Transpose by ``semitones`` (multiplies Hz by 2**(n/12)); unvoiced frames stay 0.
+
+    float64 tracks stay float64 (upstream's conversion transposes in float64 and
+    derives the coarse pitch from that); anything else comes back float32.
+    """
+    f0 = np.asarray(f0)
+    dtype = np.float64 if f0.dtype == np.float64 else np.float32
+    return (f0.astype(dtype, copy=False) * (2.0 ** (float(semitones) / 12.0))).astype(dtype, copy=False)
+
+
+UNVOICED_CHOICES = ("keep-zero", "interpolate")
+
+
+def interpolate_unvoiced(f0: np.ndarray) -> np.ndarray:
+    """Fill every 0 Hz frame by linear interpolation between the nearest voiced frames (RVC 2026 main).
+
+    Frames before the first / after the last voiced frame take its value
+    (``np.interp``'s constant ends); a track with no voiced frame stays all
+    zero, as upstream's ``get_f0`` leaves it. Returns a new float64 array.
+    """
+    f0 = np.array(f0, dtype=np.float64)
+    voiced = f0 != 0
+    if voiced.any() and not voiced.all():
+        frames = np.arange(f0.shape[0])
+        f0[~voiced] = np.interp(frames[~voiced], frames[voiced], f0[voiced])
+    return f0
 
 
 # ---------------------------------------------------------------- availability
@@ -119,9 +145,9 @@ def _has_module(name: str) -> bool:
 
 def default_rmvpe_path() -> Path:
     """The configured rmvpe.pt location (VOICELAB_RMVPE / settings.toml / assets/rmvpe/rmvpe.pt)."""
-    from engines.core.settings import load_settings
+    from engines.rvc.weights import RMVPE
 
-    return load_settings().resolved_rmvpe()
+    return RMVPE.resolve()
 
 
 def _missing_package(package: str, why: str) -> InvalidInputError:
@@ -169,9 +195,11 @@ def method_problem(method: str, rmvpe_path: str | Path | None = None) -> VoiceLa
             return _missing_package("onnxruntime", "it runs the SwiftF0 model")
         return None
     if method == "rmvpe":
-        path = Path(rmvpe_path) if rmvpe_path else default_rmvpe_path()
+        from engines.rvc.weights import RMVPE
+
+        path = RMVPE.resolve(rmvpe_path)
         if not path.is_file():
-            return MissingAssetError("rmvpe.pt", str(path), "voicelab assets download rmvpe", "the 'rmvpe' pitch method")
+            return RMVPE.missing(path, "the 'rmvpe' pitch method")
         if not _has_module("engines.rvc.pitch.rmvpe"):
             return InvalidInputError("The RMVPE network code (engines/rvc/rmvpe.py) is not installed.", "Choose another pitch method.")
         return torch_missing
@@ -348,13 +376,14 @@ def _f0_swift(audio: np.ndarray, n: int, f0_min: float, f0_max: float, **_: Any)
     return resample_track(result.pitch_hz, voiced, SWIFT_HOP, n)
 
 
-def _f0_rmvpe(audio: np.ndarray, n: int, device: Any, rmvpe_path: str | Path | None, **_: Any) -> np.ndarray:
+def _f0_rmvpe(audio: np.ndarray, n: int, device: Any, rmvpe_path: str | Path | None, exact: bool = False,
+              **_: Any) -> np.ndarray:
     from engines.rvc.pitch.rmvpe import load_rmvpe
 
     dev = _torch_device(device)
     path = Path(rmvpe_path) if rmvpe_path else default_rmvpe_path()
     model = _cached("rmvpe", str(path.resolve()), dev, lambda: load_rmvpe(str(path), device=str(dev)))
-    return np.asarray(model.infer(audio, threshold=RMVPE_THRESHOLD), dtype=np.float32)
+    return model.infer(audio, threshold=RMVPE_THRESHOLD, context_frames=None if exact else 128)
 
 
 _EXTRACTORS: dict[str, Callable[..., np.ndarray]] = {
@@ -369,26 +398,6 @@ _EXTRACTORS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _as_mono(audio_16k: Any) -> np.ndarray:
-    audio = np.asarray(audio_16k)
-    if audio.ndim == 2 and 1 in audio.shape:
-        audio = audio.reshape(-1)
-    if audio.ndim != 1:
-        raise InvalidInputError(
-            f"Pitch extraction needs mono audio, got an array of shape {audio.shape}.",
-            "Mix down to one channel and resample to 16 kHz first.",
-        )
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise InvalidInputError(
-            f"Pitch extraction needs float audio in -1..1, got {audio.dtype}.", "Decode with engines.core audio I/O."
-        )
-    if audio.size == 0:
-        raise InvalidInputError("The audio is empty.", "Give at least a few milliseconds of audio.")
-    if not np.isfinite(audio).all():
-        raise InvalidInputError("The audio contains NaN or infinite samples.", "Check the decoder / previous step.")
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
 def extract_f0(
     audio_16k: np.ndarray,
     method: str = "rmvpe",
@@ -399,10 +408,17 @@ def extract_f0(
     rmvpe_path: str | Path | None = None,
     filter_radius: int = 3,
     hooks: Hooks | None = None,
+    dtype: Any = np.float32,
+    exact: bool = False,
 ) -> np.ndarray:
-    """f0 in Hz (float32) for each 10 ms frame of 16 kHz mono audio; 0 = unvoiced.
+    """f0 in Hz (float32, or ``dtype``) for each 10 ms frame of 16 kHz mono audio; 0 = unvoiced.
 
-    Returns exactly ``len(audio_16k) // 160 + 1`` values. ``device`` matters
+    Returns exactly ``len(audio_16k) // 160 + 1`` values. float64 audio is
+    analysed in float64 by pm/harvest/dio (as upstream feeds Praat and WORLD);
+    ``dtype=np.float64`` keeps the methods' own float64 tracks unrounded.
+    ``exact``: rmvpe computes long inputs with its network's whole receptive
+    field as window context (one-pass values, as upstream; ~2.6x its time on
+    inputs above ~20 s) instead of 1.28 s of context. ``device`` matters
     for crepe/fcpe/rmvpe (None = CUDA when present). Raises
     ``InvalidInputError`` for bad audio or an unknown/unusable method and
     ``MissingAssetError`` when the method's weight file is absent.
@@ -411,7 +427,7 @@ def extract_f0(
     method = str(method).strip().lower()
     if method not in F0_METHODS:
         raise InvalidInputError(f"Unknown pitch method '{method}'.", f"Choose one of: {', '.join(F0_METHODS)}.")
-    audio = _as_mono(audio_16k)
+    audio = as_mono(audio_16k, "Pitch extraction", keep_float64=True)
     f0_min, f0_max = float(f0_min), float(f0_max)
     if not (0 < f0_min < f0_max):
         raise InvalidInputError(
@@ -424,9 +440,9 @@ def extract_f0(
     n = frame_count(len(audio))
     f0 = _EXTRACTORS[method](
         audio, n, f0_min=f0_min, f0_max=f0_max, device=device, rmvpe_path=rmvpe_path,
-        filter_radius=int(filter_radius), hooks=hooks,
+        filter_radius=int(filter_radius), hooks=hooks, exact=bool(exact),
     )
-    f0 = fit_length(np.nan_to_num(np.asarray(f0, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0), n)
+    f0 = fit_length(np.nan_to_num(np.asarray(f0, dtype=dtype), nan=0.0, posinf=0.0, neginf=0.0), n)
     f0[f0 < 0] = 0.0
     hooks.progress(1.0, msg("progress.pitch_done", method=method))
     return f0

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.core.errors import InvalidInputError, InvalidModelError, MissingAssetError
+from engines.core.audio import as_mono
+from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.rvc.pitch.mel import LogMelSpectrogram, MelConfig, reflect_pad_for_centre
+from engines.rvc.weights import RMVPE as RMVPE_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ N_MELS = 128
 CENTS_BASE = 1997.3794084376191  # cents of bin 0 (relative to 10 Hz)
 CENTS_STEP = 20.0
 FRAME_MULTIPLE = 32  # the U-Net halves time 5 times
-RMVPE_ASSET = "rmvpe.pt"
-RMVPE_DOWNLOAD = "voicelab assets download rmvpe"
 BN_MOMENTUM = 0.01
 
 
@@ -200,10 +200,34 @@ class PitchNet(nn.Module):
             self.fc = nn.Sequential(nn.Linear(3 * N_MELS, N_BINS), nn.Dropout(0.25), nn.Sigmoid())
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.local_features(mel))
+
+    def local_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """The convolutional part (U-Net + 3-channel conv): ``[B, frames, 3 * mels]``, local in time."""
         x = mel.transpose(-1, -2).unsqueeze(1)  # [B, 1, frames, mels]
         x = self.cnn(self.unet(x))  # [B, 3, frames, mels]
-        x = x.transpose(1, 2).flatten(-2)  # [B, frames, 3 * mels]
-        return self.fc(x)
+        return x.transpose(1, 2).flatten(-2)
+
+    def receptive_radius(self) -> int:
+        """Frames on each side that can reach one output frame of :meth:`local_features`.
+
+        Every 3x3 conv at time scale ``s`` (1, 2, 4, ... after each pooling)
+        widens the reach by ``s``; a 2x pooling and a stride-2 transposed conv
+        by one coarse frame each. The U-Net's windows with this much context
+        give the one-pass values; the GRU after it sees the whole sequence.
+        """
+        cfg = self.cfg
+        convs_per_stack = 2 * cfg.n_blocks
+        radius, scale = 1, 1  # the final 3x3 cnn
+        for _ in range(cfg.stages):  # encoder convs, then pooling
+            radius += convs_per_stack * scale + scale
+            scale *= 2
+        radius += cfg.bottleneck * convs_per_stack * scale
+        for _ in range(cfg.stages):  # decoder: transposed conv at the coarse scale, convs at the fine one
+            radius += scale
+            scale //= 2
+            radius += convs_per_stack * scale
+        return radius
 
 
 def config_from_state_dict(state: Mapping[str, torch.Tensor]) -> RMVPEConfig:
@@ -270,8 +294,14 @@ def _cents_table() -> np.ndarray:
 
 
 def salience_to_cents(salience: np.ndarray, threshold: float = 0.03) -> np.ndarray:
-    """Local weighted-average cents per frame (0 where the peak is at or below ``threshold``)."""
-    sal = np.asarray(salience, dtype=np.float64)
+    """Local weighted-average cents per frame (0 where the peak is at or below ``threshold``).
+
+    In upstream's precision: the 9-bin weights are summed in the salience's
+    own dtype (float32 from the network), the cents products in float64.
+    """
+    sal = np.asarray(salience)
+    if not np.issubdtype(sal.dtype, np.floating):
+        sal = sal.astype(np.float64)
     if sal.ndim != 2 or sal.shape[1] != N_BINS:
         raise InvalidInputError(f"Salience must be [frames, {N_BINS}], got {sal.shape}.", "")
     if sal.shape[0] == 0:
@@ -281,18 +311,18 @@ def salience_to_cents(salience: np.ndarray, threshold: float = 0.03) -> np.ndarr
     cols = centre[:, None] + np.arange(-4, 5)[None, :]
     window = np.take_along_axis(padded, cols, axis=1)
     cents = _cents_table()[cols]
-    weight = window.sum(axis=1)
+    weight = np.sum(window, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        avg = (window * cents).sum(axis=1) / weight
+        avg = np.sum(window * cents, axis=1) / weight
     voiced = sal.max(axis=1) > threshold
     return np.where(voiced, avg, 0.0)
 
 
 def salience_to_hz(salience: np.ndarray, threshold: float = 0.03) -> np.ndarray:
-    """Hz per frame from salience ``[frames, 360]``; 0 = unvoiced."""
+    """Hz per frame (float64) from salience ``[frames, 360]``; 0 = unvoiced."""
     cents = salience_to_cents(salience, threshold)
     hz = 10.0 * np.power(2.0, cents / 1200.0)
-    return np.where(cents > 0, hz, 0.0).astype(np.float32)
+    return np.where(cents > 0, hz, 0.0)
 
 
 # -- inference wrapper -------------------------------------------------------------
@@ -317,7 +347,7 @@ class RMVPE:
 
     def mel_spectrogram(self, audio_16k: np.ndarray) -> torch.Tensor:
         """Log-mel ``[1, 128, frames]`` of the whole input (for tests and tools)."""
-        wav = _as_mono(audio_16k)
+        wav = as_mono(audio_16k, "RMVPE")
         with torch.inference_mode():
             return self.mel(torch.from_numpy(wav).to(self.device)[None])
 
@@ -326,8 +356,7 @@ class RMVPE:
         from engines.core.device import autocast
 
         frames = mel.shape[-1]
-        target = FRAME_MULTIPLE * ((frames - 1) // FRAME_MULTIPLE + 1)
-        padded = _pad_time(mel, target - frames)
+        padded = _pad_time(mel, _padded_length(frames) - frames)
         with torch.inference_mode(), autocast(self.device, self.amp):
             out = self.net(padded)
         return out[:, :frames].float()
@@ -337,33 +366,47 @@ class RMVPE:
         audio_16k: np.ndarray,
         *,
         window_frames: int = 2048,
-        context_frames: int = 128,
+        context_frames: int | None = 128,
         hooks: Hooks | None = None,
     ) -> np.ndarray:
-        """Salience ``[frames, 360]``; long audio is processed in windows of ``window_frames``
-        (plus ``context_frames`` of context on each side, dropped afterwards).
+        """Salience ``[frames, 360]``, as one pass of upstream's network over the whole input.
 
-        ``hooks`` (default: the ones given at load) get progress per window and can cancel.
+        Bounded memory for long audio: the convolutional part runs in windows
+        of ``window_frames`` with ``context_frames`` of real neighbours on each
+        side (dropped afterwards; ``None`` = the network's whole receptive
+        field, which gives the one-pass values to float rounding), and the
+        BiGRU head then runs over the whole sequence, zero-padded to a
+        multiple of 32 frames as upstream pads it. ``hooks`` (default: the
+        ones given at load) get progress per window and can cancel.
         """
+        from engines.core.device import autocast
+
         hooks = hooks if hooks is not None else self._hooks
-        wav = _as_mono(audio_16k)
+        wav = as_mono(audio_16k, "RMVPE")
         total = self.num_frames(wav.size)
+        padded_total = _padded_length(total)
         padded = torch.from_numpy(reflect_pad_for_centre(wav, self.mel.cfg.n_fft)).to(self.device)[None]
-        out = np.empty((total, N_BINS), dtype=np.float32)
         core = max(FRAME_MULTIPLE, window_frames - window_frames % FRAME_MULTIPLE)
+        wanted = self.net.receptive_radius() if context_frames is None else context_frames
         # Context is a multiple of 32 so every window starts on the pooling grid of a one-shot run.
-        context = context_frames - context_frames % FRAME_MULTIPLE
-        starts = range(0, total, core)
-        with torch.inference_mode():
+        context = _padded_length(wanted) if context_frames is None else wanted - wanted % FRAME_MULTIPLE
+        starts = range(0, padded_total, core)
+        feats: torch.Tensor | None = None
+        with torch.inference_mode(), autocast(self.device, self.amp):
             for n, first in enumerate(starts):
-                last = min(total, first + core)
-                lo, hi = max(0, first - context), min(total, last + context)
-                mel = self.mel.frames(padded, lo, hi)
-                hidden = self.hidden_from_mel(mel)[0]
-                out[first:last] = hidden[first - lo : last - lo].cpu().numpy()
+                last = min(padded_total, first + core)
+                lo, hi = max(0, first - context), min(padded_total, last + context)
+                mel = self.mel.frames(padded, lo, min(hi, total))
+                local = self.net.local_features(_pad_time(mel, hi - lo - mel.shape[-1]))[0]
+                if feats is None:
+                    feats = torch.empty((padded_total, local.shape[-1]), dtype=local.dtype, device=self.device)
+                feats[first:last] = local[first - lo : last - lo]
+                del local, mel
                 hooks.check_cancel()
                 hooks.progress((n + 1) / len(starts), "RMVPE pitch")
-        return out
+            assert feats is not None
+            out = self.net.fc(feats[None])[0, :total]
+        return out.float().cpu().numpy()
 
     def infer(
         self,
@@ -371,14 +414,22 @@ class RMVPE:
         threshold: float = 0.03,
         *,
         window_frames: int = 2048,
+        context_frames: int | None = 128,
         hooks: Hooks | None = None,
     ) -> np.ndarray:
-        """Pitch in Hz per 10 ms frame (``len(audio)//160 + 1`` frames); 0 = unvoiced.
+        """Pitch in Hz (float64) per 10 ms frame (``len(audio)//160 + 1`` frames); 0 = unvoiced.
 
         ``window_frames`` bounds memory (about +300 MB at the default 2048 frames for the
-        released network on CPU; halve it to save ~120 MB at ~10% more time).
+        released network on CPU; halve it to save ~120 MB at ~10% more time);
+        ``context_frames=None`` makes long inputs exact (see :meth:`salience`).
         """
-        return salience_to_hz(self.salience(audio_16k, window_frames=window_frames, hooks=hooks), threshold)
+        sal = self.salience(audio_16k, window_frames=window_frames, context_frames=context_frames, hooks=hooks)
+        return salience_to_hz(sal, threshold)
+
+
+def _padded_length(frames: int) -> int:
+    """``frames`` rounded up to the U-Net's multiple of 32."""
+    return FRAME_MULTIPLE * ((frames - 1) // FRAME_MULTIPLE + 1)
 
 
 def _pad_time(mel: torch.Tensor, amount: int) -> torch.Tensor:
@@ -388,32 +439,13 @@ def _pad_time(mel: torch.Tensor, amount: int) -> torch.Tensor:
     return F.pad(mel, (0, amount)) if amount > 0 else mel
 
 
-def _as_mono(audio: np.ndarray) -> np.ndarray:
-    wav = np.asarray(audio.detach().cpu() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
-    if wav.ndim == 2 and 1 in wav.shape:
-        wav = wav.reshape(-1)
-    if wav.ndim != 1:
-        raise InvalidInputError(
-            f"RMVPE needs mono 16 kHz audio; got an array of shape {wav.shape}.",
-            "Mix down to mono and resample to 16 kHz first.",
-        )
-    if not np.isfinite(wav).all():
-        raise InvalidInputError("The audio contains NaN or infinite samples.", "Check the decoded input.")
-    return wav
-
-
 def load_rmvpe(path: str | Path | None = None, device: str = "cpu", hooks: Hooks | None = None) -> RMVPE:
-    """Load ``rmvpe.pt`` (a plain E2E state dict); ``path=None`` uses assets/rmvpe/rmvpe.pt."""
+    """Load ``rmvpe.pt`` (a plain E2E state dict); ``path=None`` uses the configured one
+    (``VOICELAB_RMVPE`` / settings, else assets/rmvpe/rmvpe.pt)."""
     from engines.core.device import pick_device
     from engines.rvc.safe_pickle import safe_torch_load
 
-    if path is None:
-        from engines.core.settings import load_settings
-
-        path = load_settings().resolved_rmvpe()
-    path = Path(path)
-    if not path.is_file():
-        raise MissingAssetError(RMVPE_ASSET, str(path), RMVPE_DOWNLOAD, why="RMVPE pitch extraction")
+    path = RMVPE_WEIGHTS.require(path, why="RMVPE pitch extraction")
     state = safe_torch_load(path)
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping) and "cnn.weight" not in state:
         state = state["model"]

@@ -25,10 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engines.core.messages import msg
 from engines.core.atomic import atomic_path, write_text
 from engines.core.errors import InvalidInputError, MissingAssetError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.rvc.train.experiment import (
     CONTENT_DIMS,
     ExperimentPaths,
@@ -343,11 +343,14 @@ def write_mute(paths: ExperimentPaths, version: str, sr: int, hubert_path: str) 
 
 
 def write_filelist(paths: ExperimentPaths, version: str, f0: bool, sr: int, *, speaker_id: int = 0,
-                   mute: bool = True) -> int:
-    """Write ``filelist.txt`` for the pieces that have every file; returns the entry count (mute included)."""
+                   mute: bool = True, exclude: set[str] | None = None) -> int:
+    """Write ``filelist.txt`` for the pieces that have every file, minus ``exclude`` (pieces held out of
+    training); returns the entry count (mute included)."""
     feat_dir = paths.features(version)
     lines = []
     for name in paths.piece_names():
+        if exclude and name in exclude:
+            continue
         gt, feat = paths.gt_wavs / f"{name}.wav", feat_dir / f"{name}.npy"
         coarse, hz = paths.f0_coarse / f"{name}.wav.npy", paths.f0_hz / f"{name}.wav.npy"
         needed = (gt, feat, coarse, hz) if f0 else (gt, feat)

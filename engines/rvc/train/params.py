@@ -46,6 +46,17 @@ class TrainParams:
     cpu_processes: int = param(1, min=1, max=16, help="Training processes when no GPU is used (DDP over gloo)")
     max_steps: int = param(0, min=0, help="Stop after this many steps in this run (0 = run all epochs)")
     add_mute: bool = param(True, help="Add two silent pieces to the filelist, as upstream")
+    previews: bool = param(True, help="At every save, convert a few clips with the new small model to listen to "
+                                      "(in the listening lane, while training goes on)")
+    preview_clip: str = param("", path="read", help="An audio file of yours converted at every save, beside the held-out clips")
+    holdout_pieces: int = param(-1, min=-1, max=1000,
+                                help="Pieces kept out of training for previews and held-out checks (-1 = one in fifty of a "
+                                     "dataset of 20+ pieces, at most 8; 0 = none)")
+    nnodes: int = param(1, min=1, max=64, help="Machines training this voice together (torchrun --nnodes)")
+    node_rank: int = param(0, min=0, max=63, help="This machine's number, 0..nnodes-1 (node 0 saves and logs)")
+    master_addr: str = param("127.0.0.1", help="Address of node 0 that every node reaches (torchrun --master-addr)")
+    master_port: int = param(29500, min=1024, max=65535,
+                             help="Free TCP port on node 0 for the rendezvous (torchrun --master-port)")
     segment_size: int = param(0, min=0, help="Training slice in samples (0 = the config's)", cli=False)
     model_config: list | None = param(None, help="18-value model config overriding the standard size", cli=False)
 

@@ -26,9 +26,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engines.core.messages import known_text, msg
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import known_text, msg
 from engines.rvc.train.experiment import (
     StageCache,
     experiment_paths,

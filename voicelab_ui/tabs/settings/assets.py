@@ -101,10 +101,10 @@ def readiness_rows(statuses: list[AssetStatus]) -> list[list[str]]:
 
 
 def downloadable(statuses: list[AssetStatus]) -> tuple[list[str], list[str]]:
-    """(every downloadable asset name, those not present)."""
+    """(every downloadable asset name, those not usable: an unofficial hubert/rmvpe the user chose stays)."""
     manifest = load_manifest()
     names = [s.name for s in statuses if manifest.assets[s.name].kind != "package"]
-    return names, [s.name for s in statuses if s.name in names and not s.ok]
+    return names, [s.name for s in statuses if s.name in names and not s.usable]
 
 
 def current_tables(ctx: UIContext, verify: bool = False, hash_files: bool = False) -> tuple[list, list, Any]:
