@@ -19,7 +19,7 @@ from engines.core.errors import VoiceLabError
 from engines.core.paths import confine
 from engines.rvc.model_import.sources import source_kind
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
 from voicelab_ui.widgets import finished_job, outcome_line, submit_job, user_error
 
 add({
@@ -107,7 +107,7 @@ def build(ctx: UIContext, prefix: str, *, pretrained: bool = False, runs: bool =
             elif typed:
                 src = typed  # a URL or a repo id: not a path on this machine
             else:
-                raise gr.Error("Upload a file or type a folder, URL or repo id.")
+                raise gr.Error(ui_text("err.import_source"))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = {"source": src, "name": (label or "").strip(), "target": as_what or "voices",

@@ -23,7 +23,7 @@ from engines.dataset.stats import list_clips, list_datasets
 from engines.rvc.infer.convert import ConvertParams
 from engines.rvc.ops.catalog import list_experiments, list_models
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
@@ -265,7 +265,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     def source_path(src: str | None) -> str:
         if not src:
-            raise gr.Error("Upload a source clip or pick one from a dataset.")
+            raise gr.Error(ui_text("err.ab_source"))
         try:
             return str(confine(ws, src, "source clip"))
         except VoiceLabError as exc:
@@ -288,7 +288,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             if not all_:
                 cks = [c for c in cks if c.label in set(chosen or [])]
             if len(cks) < 2:
-                raise gr.Error("Pick at least two saved checkpoints (weights/<experiment>_e<E>_s<S>.pth).")
+                raise gr.Error(ui_text("err.ab_two_ckpts"))
             params = changed_params(params_a(f0, values))
             index_path = confined_index(ws, idx, cks[0].path)
             cands = [ab.Candidate(model=str(c.path), params=params, index=index_path, label=c.label) for c in cks]
@@ -300,7 +300,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     def start_models(src: str, ms: list, idx: str, bl: bool, f0: str, *values: Any) -> tuple:
         path = source_path(src)
         if len(ms or []) < 2:
-            raise gr.Error("Pick two or more models.")
+            raise gr.Error(ui_text("err.ab_two_models"))
         try:
             params = changed_params(params_a(f0, values))
             cands = []
@@ -323,7 +323,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             vb_dict["f0_method"] = f0b
             pb = changed_params(vb_dict)
             if pa == pb:
-                raise gr.Error("The two parameter sets are the same; change something in set B.")
+                raise gr.Error(ui_text("err.ab_same_params"))
             index_path = confined_index(ws, idx, mp)
             la, lb = param_set_labels(mp.stem, pa, pb)
             session = ab.create_session(ws, path, [ab.Candidate(model=str(mp), params=pa, index=index_path, label=la),
@@ -393,7 +393,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     def cast(choice: str) -> Any:
         def do_vote(sid: str, idx: int, text: str) -> list:
             if not sid or idx is None or idx < 0:
-                raise gr.Error("No pair to vote on yet: start a comparison first.")
+                raise gr.Error(ui_text("err.ab_no_pair"))
             try:
                 ab.vote(ws, sid, int(idx), choice, text or "")
             except VoiceLabError as exc:

@@ -29,7 +29,7 @@ from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui import import_form
-from voicelab_ui.i18n import add, t, ui_language
+from voicelab_ui.i18n import add, t, ui_language, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
@@ -269,7 +269,7 @@ def build(ctx: UIContext) -> None:
             if server_folder and server_folder.strip():
                 inputs.append(str(confine(ws, server_folder.strip(), "folder")))
             if not inputs:
-                raise gr.Error("Add audio files or a folder to convert.")
+                raise gr.Error(ui_text("err.convert_inputs"))
             model_path = confined_model(ws, m)
             index_path = confined_index(ws, idx or "auto", model_path)
         except VoiceLabError as exc:
@@ -295,7 +295,7 @@ def build(ctx: UIContext) -> None:
 
     def start_extract(g: str, *values: Any) -> str:
         if not g:
-            raise gr.Error("Pick a G_*.pth training checkpoint.")
+            raise gr.Error(ui_text("err.pick_g"))
         try:
             path = confine(ws, g, "checkpoint")
         except VoiceLabError as exc:

@@ -12,7 +12,7 @@ from engines.dataset.importer import DatasetParams
 from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_datasets
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import error_text, param_widgets, submit_job, user_error, values_to_params
 
@@ -137,7 +137,7 @@ def build(ctx: UIContext) -> None:
         params = values_to_params(DatasetParams, names, values)
         params.update(name=(ds or "").strip(), sources=sources)
         if not params["name"]:
-            raise gr.Error("Give the dataset a name.")
+            raise gr.Error(ui_text("err.dataset_name"))
         return submit_job(ctx, "dataset.import", params, title=f"Import into dataset '{params['name']}'")
 
     run.click(start, [name, files, folder, *widgets.values()], ctx.job_id, api_name="dataset_import")

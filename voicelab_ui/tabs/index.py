@@ -10,7 +10,7 @@ from engines.core.errors import VoiceLabError
 from engines.rvc.index import IndexParams
 from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import error_text, outcome_line, param_widgets, submit_job, values_to_params
 
@@ -68,7 +68,7 @@ EXISTING_KEYS = ("ix.col.name", "ix.col.mb", "ix.col.modified", "ix.col.path")
 RESULT_HEADERS = ["", "value"]
 EXISTING_HEADERS = ["name", "MB", "modified", "path"]
 add({
-    "ix.col.field": (" ", " "),
+    "ix.col.field": ("item", "项目"),
     "ix.col.value": ("value", "值"),
     "ix.col.name": ("name", "名称"),
     "ix.col.mb": ("MB", "MB"),
@@ -99,7 +99,7 @@ def build(ctx: UIContext) -> None:
 
     def start(e: str, *values: Any) -> str:
         if not e or not e.strip():
-            raise gr.Error("Pick an experiment.")
+            raise gr.Error(ui_text("err.pick_experiment"))
         params = values_to_params(IndexParams, names, values)
         params["exp_name"] = e.strip()
         return submit_job(ctx, "rvc.index", params, title=f"Build the index of '{e.strip()}'")

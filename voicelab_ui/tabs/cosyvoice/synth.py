@@ -12,7 +12,7 @@ from engines.core.errors import VoiceLabError
 from engines.core.paths import MODEL_DIR, READ, confine, confine_value
 from engines.cosyvoice.catalog import all_checkpoints, synth_model_dirs
 from engines.cosyvoice.synth import SynthParams
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, ui_text
 from voicelab_ui.widgets import submit_job, user_error, values_to_params
 
 from .parts import Parts, result_markdown
@@ -126,7 +126,7 @@ def build(ctx: Any, parts: Parts) -> None:
                      checkpoint: str | None, values: tuple) -> dict:
         params = values_to_params(SynthParams, syn_names, values)
         if not model_dir:
-            raise gr.Error("Pick a model first.")
+            raise gr.Error(ui_text("err.pick_model"))
         if wav:
             try:
                 wav = str(confine(ws, wav, "prompt audio"))
@@ -150,7 +150,7 @@ def build(ctx: Any, parts: Parts) -> None:
         params["presets"] = list(preset_names or [])
         params["checkpoints"] = [c for c in (ckpts or [])]
         if not (params["speeds"] or params["presets"] or params["checkpoints"]):
-            raise gr.Error("Choose at least one speed, preset or checkpoint to compare.")
+            raise gr.Error(ui_text("err.pick_compare"))
         return submit_job(ctx, "cosyvoice.synth", params, title=f"Compare grid with {Path(model_dir).name}")
 
     grid_btn.click(start_grid, [*synth_inputs, grid_speeds, grid_presets, grid_ckpts, *syn_w.values()], ctx.job_id,

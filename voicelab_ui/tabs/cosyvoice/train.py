@@ -9,7 +9,7 @@ import gradio as gr
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
 from engines.cosyvoice.train import CosyTrainParams
-from voicelab_ui.i18n import t, text, ui_language
+from voicelab_ui.i18n import t, text, ui_language, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, values_to_params
 
@@ -80,7 +80,7 @@ def build(ctx: Any, parts: Parts) -> None:
         params = values_to_params(CosyTrainParams, train_names, values)
         params["data"] = (data or "").strip()
         if not params["data"] and not params.get("train_data"):
-            raise gr.Error("Pick the prepared data (step 2) or give a train data.list.")
+            raise gr.Error(ui_text("err.pick_data"))
         return submit_job(ctx, "cosyvoice.train", params, title=f"Fine-tune CosyVoice ({params.get('exp_name')})")
 
     train_btn.click(start_train, [data_dd, *train_w.values()], ctx.job_id, api_name="cosyvoice_train")

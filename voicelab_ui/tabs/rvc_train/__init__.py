@@ -30,7 +30,7 @@ from engines.rvc.ops.catalog import (
 from engines.rvc.train.params import TrainParams
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import t, text, ui_language
+from voicelab_ui.i18n import t, text, ui_language, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.tabs.rvc_train.helpers import (
     asset_rows,
@@ -196,7 +196,7 @@ def build(ctx: UIContext) -> None:
     def job_params(name: str | None, ds: str | None, clip: str | None, values: tuple) -> dict:
         name = (name or "").strip()
         if not name:
-            raise gr.Error("Give the experiment a name (or pick an existing one).")
+            raise gr.Error(ui_text("err.exp_name"))
         safe_name(name)
         params = values_to_params(TrainParams, names, values)
         params.update(exp_name=name, dataset=(ds or "").strip(), preview_clip=(clip or "").strip())

@@ -23,7 +23,7 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.paths import IMPORT_SOURCE, confine
 from voicelab_ui import import_form
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, user_error
 
@@ -179,7 +179,7 @@ def build(ctx: UIContext) -> None:
 
     def start_download(selected: list[str] | None, src: str) -> str:
         if not selected:
-            raise gr.Error("Select the model files to download.")
+            raise gr.Error(ui_text("err.select_downloads"))
         return submit_job(ctx, "assets.download", {"names": list(selected), "source": src},
                           title=f"Download {len(selected)} model file(s)")
 
@@ -189,7 +189,7 @@ def build(ctx: UIContext) -> None:
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         if not missing:
-            raise gr.Error("Nothing is missing.")
+            raise gr.Error(ui_text("err.nothing_missing"))
         return submit_job(ctx, "assets.download", {"names": missing, "source": src},
                           title=f"Download {len(missing)} missing model file(s)")
 
