@@ -76,3 +76,26 @@ def test_every_ui_text_and_header_key_in_the_source_is_translated():
     assert len(keys) > 30, keys
     missing = sorted(k for k in keys if k not in i18n.STRINGS or not all(s.strip() for s in i18n.STRINGS[k]))
     assert not missing, missing
+
+
+def test_job_panel_renders_a_failed_job_in_the_viewers_language():
+    from engines.core.errors import MissingAssetError
+    from engines.core.jobs import JobRecord
+    from engines.core.messages import msg, ref_json
+    from voicelab_ui.widgets import job_status_md, outcome_line, progress_html
+
+    exc = MissingAssetError("rmvpe.pt", "/a/rmvpe.pt", "voicelab assets download rmvpe", why="RMVPE pitch extraction")
+    rec = JobRecord(id="j1", op="rvc.convert", title="Convert", kind="listening", state="failed", params={},
+                    created=1.0, started=1.0, finished=3.0, progress=0.4, message=exc.message, result=None,
+                    error=str(exc), log_path="/nonexistent", error_ref=exc.ref(),
+                    message_ref=ref_json(exc.message_ref))
+    zh = job_status_md(rec, "zh-CN")
+    assert "**失败**" in zh and "试听通道" in zh
+    assert "缺少模型文件“rmvpe.pt”（RMVPE 音高提取需要它）。" in zh and "解决办法: 请把它放到 /a/rmvpe.pt" in zh
+    assert "缺少模型文件" in progress_html(rec, "zh-CN")
+    en = job_status_md(rec, "en")
+    assert "**failed**" in en and "Missing model file 'rmvpe.pt'" in en and "What to do: Put it at /a/rmvpe.pt" in en
+    assert outcome_line(rec, lang="zh-CN").startswith("✘ **失败**: 缺少模型文件")
+    rec.state, rec.message, rec.message_ref = "done", "2/2 converted", ref_json(msg("convert.summary", done=2, total=2,
+                                                                                     model="a.pth"))
+    assert outcome_line(rec, lang="zh-CN") == "✔ 已用 a.pth 转换 2/2 个"
