@@ -79,6 +79,8 @@ def test_every_ui_text_and_header_key_in_the_source_is_translated():
 
 
 def test_job_panel_renders_a_failed_job_in_the_viewers_language():
+    import html
+
     from engines.core.errors import MissingAssetError
     from engines.core.jobs import JobRecord
     from engines.core.messages import msg, ref_json
@@ -93,7 +95,7 @@ def test_job_panel_renders_a_failed_job_in_the_viewers_language():
     assert "**失败**" in zh and "试听通道" in zh
     assert "缺少模型文件“rmvpe.pt”（RMVPE 音高提取需要它）。" in zh and "解决办法: 请把它放到 /a/rmvpe.pt" in zh
     assert "缺少模型文件" in progress_html(rec, "zh-CN")
-    en = job_status_md(rec, "en")
+    en = html.unescape(job_status_md(rec, "en"))
     assert "**failed**" in en and "Missing model file 'rmvpe.pt'" in en and "What to do: Put it at /a/rmvpe.pt" in en
     assert outcome_line(rec, lang="zh-CN").startswith("✘ **失败**: 缺少模型文件")
     rec.state, rec.message, rec.message_ref = "done", "2/2 converted", ref_json(msg("convert.summary", done=2, total=2,
