@@ -70,10 +70,8 @@ class AudioInfo:
 def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
     """Raise a clear InvalidInputError when ``info``'s audio is shorter than ``stage`` needs."""
     if info.duration < minimum:
-        raise InvalidInputError(
-            f"'{Path(info.path).name}' is too short for {stage}: {info.duration:.3f} s of audio"
-            f"{info.length_note()}; the minimum is {minimum:g} s.",
-            "Re-export or re-download the file, or use a longer recording.")
+        raise InvalidInputError(msg("audio.too_short", name=Path(info.path).name, stage=known_text("for", stage),
+                                    seconds=info.duration, note=info.length_note(), minimum=minimum))
 
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import string
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from engines.core.message_catalogue import CATALOGUE
@@ -69,18 +68,28 @@ def placeholders(tpl: str) -> set[str]:
     return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(tpl) if name}
 
 
-@dataclass(frozen=True)
-class Message:
-    """A message id plus its parameters; ``str()`` is the English text."""
+class Message(str):
+    """A message id plus its parameters. It *is* its English text (a ``str``), so a progress callback or
+    a caller that expects text keeps working; ``render(lang)`` gives it in another language."""
 
     id: str
-    params: dict = field(default_factory=dict)
+    params: dict
+
+    def __new__(cls, id: str, params: Mapping[str, Any] | None = None) -> "Message":
+        params = dict(params or {})
+        obj = super().__new__(cls, render(id, params, "en"))
+        obj.id = id
+        obj.params = params
+        return obj
+
+    def __reduce__(self) -> tuple:  # pickles (to worker processes) as id + params
+        return (Message, (self.id, self.params))
+
+    def __repr__(self) -> str:
+        return f"Message({self.id!r}, {self.params!r})"
 
     def render(self, lang: str = "en") -> str:
         return render(self.id, self.params, lang)
-
-    def __str__(self) -> str:
-        return self.render("en")
 
     def to_dict(self) -> dict:
         return {"id": self.id, "params": _plain(self.params)}

@@ -345,12 +345,11 @@ def create_or_import_dataset(
         StreamingSlicer(16000, params.slicer_params())
     exists = manifest_path(ws, name).is_file()
     if must_be_new and exists:
-        raise InvalidInputError(f"A dataset named '{name}' already exists.",
-                                "Choose another name, or import into it to add clips.")
+        raise InvalidInputError(msg("dataset.exists", name=name))
     if must_exist and not exists:
-        raise InvalidInputError(f"There is no dataset named '{name}'.", "Create it first.")
+        raise InvalidInputError(msg("dataset.missing", name=name))
     if not sources:
-        raise InvalidInputError("No input files were given.", "Add audio files, a zip or a folder.")
+        raise InvalidInputError(msg("dataset.no_inputs"))
 
     folder = dataset_path(ws, name)
     with dataset_lock(ws, name):
@@ -433,10 +432,8 @@ def _import_one(
         man.next_id = next_id_before
         raise
     if not records:
-        raise InvalidInputError(
-            f"no clips from {info.duration:.2f} s of audio: every piece was silent or shorter than the minimum "
-            f"clip length ({params.min_clip_seconds:g} s){info.length_note()}",
-            "Lower the silence threshold or the minimum clip length, or turn slicing off.")
+        raise InvalidInputError(msg("dataset.no_clips", seconds=info.duration, minimum=params.min_clip_seconds,
+                                    note=info.length_note()))
     seconds = sum(r.duration for r in records)
     for rec in records:
         man.add_clip(rec)

@@ -246,17 +246,12 @@ def build_index(
     exp_dir = ws.experiment_dir(exp_name)
     fdir = feature_dir(exp_dir, params.version)
     if not fdir.is_dir():
-        raise InvalidInputError(
-            f"Experiment '{exp_name}' has no {params.version} features ({fdir} is missing).",
-            "Run feature extraction first (RVC train tab, or `voicelab rvc extract`), "
-            "or pick the version the experiment was trained with.",
-        )
+        raise InvalidInputError(msg("index.no_features", exp=exp_name, version=params.version, path=str(fdir)))
     t0 = time.perf_counter()
     files = scan_features(fdir, dim)
     total = sum(f.rows for f in files)
     if total == 0:
-        raise InvalidInputError(f"Experiment '{exp_name}' has no feature frames in {fdir}.",
-                                "Run feature extraction first.")
+        raise InvalidInputError(msg("index.no_frames", exp=exp_name, path=str(fdir)))
     rng = np.random.default_rng(params.seed)
     reduced = total > reduce_above
     if reduced:
