@@ -16,7 +16,9 @@ PREFIX_CALL = re.compile(r"""\bknown_text\(\s*["']([A-Za-z0-9_.\-]+)["']""")
 
 
 def _engine_sources() -> list[Path]:
-    return sorted(p for p in (ROOT / "engines").rglob("*.py") if "__pycache__" not in p.parts)
+    """Engines and the studio (which gives jobs catalogue titles): every place that names a message id."""
+    return sorted(p for top in ("engines", "voicelab_ui") for p in (ROOT / top).rglob("*.py")
+                  if "__pycache__" not in p.parts)
 
 
 def used_ids() -> dict[str, str]:

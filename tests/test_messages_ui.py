@@ -31,6 +31,7 @@ def test_failed_conversion_shows_error_and_hint_in_chinese(tmp_path):
         assert "缺少模型文件“hubert_base.pt”（声音转换需要它）。" in shown, shown
         assert "解决办法: 请把它放到 " in shown and "hubert_base.pt，或运行：voicelab assets download" in shown, shown
         assert "Missing model file" not in shown and "Put it at" not in shown
+        assert "用 tiny.pth 转换 1 个输入" in shown and "试听通道" in shown, shown  # title and lane too
         bar = page.locator("#vl-job-progress").inner_text()
         assert "缺少模型文件" in bar, bar
         # the job history: headers and cells in Chinese, set with the rows

@@ -159,7 +159,7 @@ def job_status_md(rec: JobRecord | None, lang: str = "en") -> str:
     if rec is None:
         return ""
     dur = f" · {rec.duration:.0f} s" if rec.duration is not None else ""
-    line = (f"**{html.escape(rec.title)}** · `{rec.id}` · **{html.escape(rec.state_in(lang))}**{dur}"
+    line = (f"**{html.escape(rec.title_in(lang))}** · `{rec.id}` · **{html.escape(rec.state_in(lang))}**{dur}"
             f" · {html.escape(where_it_runs(rec, lang))}")
     if rec.error:
         message, hint = rec.error_in(lang)

@@ -71,6 +71,10 @@ class JobRecord:
     # a page renders them in its viewer's language, the CLI in LANG's (see engines.core.messages).
     message_ref: str = ""
     error_ref: str = ""
+    title_ref: str = ""  # the same for a title given as a catalogue Message
+
+    def title_in(self, lang: str = "en") -> str:
+        return render_ref(self.title_ref, lang, self.title)[0]
 
     def message_in(self, lang: str = "en") -> str:
         """The progress/state message in ``lang`` (the stored text when it has no catalogue id)."""
@@ -162,7 +166,7 @@ class JobStore:
         d = dict(zip(_COLUMNS, row))
         for k in _JSON_COLUMNS:
             d[k] = json.loads(d[k]) if d[k] else ({} if k == "params" else None)
-        for k in ("module", "parent", "device", "error", "message", "message_ref", "error_ref"):
+        for k in ("module", "parent", "device", "error", "message", "message_ref", "error_ref", "title_ref"):
             d[k] = d[k] or ""
         return JobRecord(**d)
 
@@ -200,7 +204,8 @@ def queue_job(store: JobStore, ws: Workspace, op_name: str, params: dict | Any |
     log_path = ws.jobs_dir / f"{job_id}.log"
     log_path.touch()
     store.insert(JobRecord(
-        id=job_id, op=op_name, title=title or op.title, kind=op.kind, state="queued", params=to_dict(obj),
+        id=job_id, op=op_name, title=str(title or op.title), kind=op.kind, state="queued", params=to_dict(obj),
+        title_ref=ref_json(title) if isinstance(title, Message) else "",
         created=time.time(), started=None, finished=None, progress=0.0, message="Queued", result=None, error="",
         log_path=str(log_path), module=op.module, parent=parent, message_ref=ref_json(msg("job.queued")),
     ))

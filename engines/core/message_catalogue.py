@@ -71,6 +71,16 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                        "工作进程已重启，请重试。如果反复出现，请检查驱动（nvidia-smi）或改用 CPU 运行。"),
     "cli.error": ("error", "错误"),
     "cli.hint": ("hint", "提示"),
+    # job titles the tabs give
+    "title.convert": ("Convert {n} input(s) with {model}", "用 {model} 转换 {n} 个输入"),
+    "title.rvc_preprocess": ("RVC preprocess + extract '{exp}'", "RVC 预处理 + 特征提取“{exp}”"),
+    "title.rvc_train": ("RVC train '{exp}'", "RVC 训练“{exp}”"),
+    "title.dataset_import": ("Import into dataset '{name}'", "导入到数据集“{name}”"),
+    "title.index": ("Build the index of '{exp}'", "训练“{exp}”的索引"),
+    "title.cv_train": ("Fine-tune CosyVoice ({exp})", "微调 CosyVoice（{exp}）"),
+    "title.cv_synth": ("Synthesize with {model}", "用 {model} 合成"),
+    "title.cv_prepare": ("Prepare CosyVoice data from '{dataset}'", "从“{dataset}”准备 CosyVoice 数据"),
+    "title.ab": ("A/B: {n} candidates, {pairs} pair(s)", "A/B：{n} 个候选，{pairs} 对"),
     # -- disk and files ----------------------------------------------------------------------------
     "disk.full": ("disk full at {path}: {free_mb} MB free.", "磁盘已满：{path} 仅剩 {free_mb} MB 可用空间。"),
     "disk.full.hint": ("Free some space (or move the workspace with --workspace) and run it again; "

@@ -17,6 +17,7 @@ import gradio as gr
 from engines.ab import sessions as ab
 from engines.ab.ops import read_cosyvoice_pending
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.params import build as build_params
 from engines.core.paths import confine
 from engines.dataset.stats import list_clips, list_datasets
@@ -273,7 +274,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     def launch(session: ab.ABSession) -> tuple:
         job = submit_job(ctx, "ab.render", {"session": session.id},
-                         title=f"A/B: {len(session.candidates)} candidates, {len(session.pairs)} pair(s)")
+                         title=msg("title.ab", n=len(session.candidates), pairs=len(session.pairs)))
         return job, session.id, f"{len(session.candidates)} candidates, {len(session.pairs)} pair(s) — converting…"
 
     def params_a(f0: str, values: tuple) -> dict[str, Any]:

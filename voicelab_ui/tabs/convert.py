@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
-from engines.core.messages import render_ref
+from engines.core.messages import msg, render_ref
 from engines.core.paths import confine
 from engines.core.settings import safe_name
 from engines.rvc.infer.convert import ConvertParams
@@ -276,7 +276,7 @@ def build(ctx: UIContext) -> None:
             raise user_error(exc) from exc
         params = values_to_params(ConvertParams, names, values)
         params.update(model=str(model_path), inputs=inputs, index=index_path or "none")
-        return submit_job(ctx, "rvc.convert", params, title=f"Convert {len(inputs)} input(s) with {model_path.name}")
+        return submit_job(ctx, "rvc.convert", params, title=msg("title.convert", n=len(inputs), model=model_path.name))
 
     run.click(start, [files, folder, model, index, *widgets.values()], ctx.job_id, api_name="convert_job")
 

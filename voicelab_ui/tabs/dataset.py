@@ -7,6 +7,7 @@ import dataclasses
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import confine
 from engines.dataset.importer import DatasetParams
 from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_datasets
@@ -138,7 +139,7 @@ def build(ctx: UIContext) -> None:
         params.update(name=(ds or "").strip(), sources=sources)
         if not params["name"]:
             raise gr.Error(ui_text("err.dataset_name"))
-        return submit_job(ctx, "dataset.import", params, title=f"Import into dataset '{params['name']}'")
+        return submit_job(ctx, "dataset.import", params, title=msg("title.dataset_import", name=params["name"]))
 
     run.click(start, [name, files, folder, *widgets.values()], ctx.job_id, api_name="dataset_import")
 

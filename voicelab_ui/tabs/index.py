@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.rvc.index import IndexParams
 from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
@@ -102,7 +103,7 @@ def build(ctx: UIContext) -> None:
             raise gr.Error(ui_text("err.pick_experiment"))
         params = values_to_params(IndexParams, names, values)
         params["exp_name"] = e.strip()
-        return submit_job(ctx, "rvc.index", params, title=f"Build the index of '{e.strip()}'")
+        return submit_job(ctx, "rvc.index", params, title=msg("title.index", exp=e.strip()))
 
     run.click(start, [exp, *widgets.values()], ctx.job_id, api_name="build_index")
     exp.change(lambda e: features_note(ctx, e), [exp], [note, widgets["version"]])

@@ -12,6 +12,7 @@ import time
 import gradio as gr
 
 from engines.core.jobs import STATES
+from engines.core.messages import messages_of_ref
 from voicelab_ui.context import UIContext
 from voicelab_ui.i18n import add, t, text, ui_language
 from voicelab_ui.i18n import table as i18n_table
@@ -109,7 +110,7 @@ def build(ctx: UIContext) -> None:
         rec = ctx.runner.get((j or "").strip())
         if rec is None:
             raise gr.Error(text("jobs.choose_first", ui_language()))
-        return submit_job(ctx, rec.op, rec.params, title=rec.title)
+        return submit_job(ctx, rec.op, rec.params, title=messages_of_ref(rec.title_ref)[0] or rec.title)
 
     retry_btn.click(retry, [job_id], ctx.job_id)
     ctx.extras["jobs_reload"] = (load, [state, op_prefix], table)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from engines.ab.ops import send_to_ab
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import MODEL_DIR, READ, confine, confine_value
 from engines.cosyvoice.catalog import all_checkpoints, synth_model_dirs
 from engines.cosyvoice.synth import SynthParams
@@ -140,7 +141,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def start_synth(model_dir, speaker, wav, preset, instruct, checkpoint, *values) -> str:
         params = synth_params(model_dir, speaker, wav, preset, instruct, checkpoint, values)
-        return submit_job(ctx, "cosyvoice.synth", params, title=f"Synthesize with {Path(model_dir).name}")
+        return submit_job(ctx, "cosyvoice.synth", params, title=msg("title.cv_synth", model=Path(model_dir).name))
 
     synth_btn.click(start_synth, [*synth_inputs, *syn_w.values()], ctx.job_id, api_name="cosyvoice_synth")
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import gradio as gr
 
+from engines.core.messages import msg
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
 from engines.cosyvoice.train import CosyTrainParams
@@ -81,7 +82,7 @@ def build(ctx: Any, parts: Parts) -> None:
         params["data"] = (data or "").strip()
         if not params["data"] and not params.get("train_data"):
             raise gr.Error(ui_text("err.pick_data"))
-        return submit_job(ctx, "cosyvoice.train", params, title=f"Fine-tune CosyVoice ({params.get('exp_name')})")
+        return submit_job(ctx, "cosyvoice.train", params, title=msg("title.cv_train", exp=str(params.get("exp_name"))))
 
     train_btn.click(start_train, [data_dd, *train_w.values()], ctx.job_id, api_name="cosyvoice_train")
     data_refresh.click(lambda d: gr.update(choices=list(iter_prepared(ws)), value=d), [data_dd], data_dd)

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import confine_value
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
@@ -204,11 +205,11 @@ def build(ctx: UIContext) -> None:
 
     def start_preprocess(name, ds, clip, *values) -> str:
         params = job_params(name, ds, clip, values)
-        return submit_job(ctx, "rvc.preprocess", params, title=f"RVC preprocess + extract '{params['exp_name']}'")
+        return submit_job(ctx, "rvc.preprocess", params, title=msg("title.rvc_preprocess", exp=params["exp_name"]))
 
     def start_train(name, ds, clip, *values) -> str:
         params = job_params(name, ds, clip, values)
-        return submit_job(ctx, "rvc.train", params, title=f"RVC train '{params['exp_name']}'")
+        return submit_job(ctx, "rvc.train", params, title=msg("title.rvc_train", exp=params["exp_name"]))
 
     job_inputs = [exp, dataset, preview_clip, *widgets.values()]
     preprocess_btn.click(start_preprocess, job_inputs, ctx.job_id, api_name="rvc_preprocess")
