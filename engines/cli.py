@@ -21,6 +21,7 @@ from engines.core.atomic import user_facing
 from engines.core.errors import VoiceLabError
 from engines.core.hooks import terminal_hooks
 from engines.core.jsonable import jsonable
+from engines.core.messages import cli_language, msg, render, text_of
 from engines.core.ops import Command, Operation, load_operations
 from engines.core.params import add_arguments, build
 from engines.core.settings import Workspace
@@ -60,6 +61,8 @@ def _print_result(op: Operation, cmd: Command, result: dict, as_json: bool) -> N
         text = op.render(result)
         if text:
             print(text)
+    elif result.get("summary_message") is not None:
+        print(text_of(result["summary_message"], cli_language()))
     elif result.get("summary"):
         print(result["summary"])
 
@@ -106,8 +109,9 @@ def _jobs_commands(sub: argparse._SubParsersAction) -> None:
         if args.json:
             print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
         else:
+            lang = cli_language()
             for r in rows:
-                print(f"{r.id}  {r.state:<11} {r.progress * 100:5.1f}%  {r.lane:<9} {r.op:<22} {r.message}")
+                print(f"{r.id}  {r.state_in(lang):<11} {r.progress * 100:5.1f}%  {r.lane:<9} {r.op:<22} {r.message_in(lang)}")
         return 0
 
     def show_log(args: argparse.Namespace, ws: Workspace) -> int:
@@ -115,7 +119,7 @@ def _jobs_commands(sub: argparse._SubParsersAction) -> None:
 
         rec = JobStore(ws.jobs_db).get(args.job_id)
         if rec is None:
-            raise VoiceLabError(f"No job with id {args.job_id}.", "See `voicelab jobs list`.")
+            raise VoiceLabError(msg("job.no_such_job", job_id=args.job_id))
         with open(rec.log_path, encoding="utf-8", errors="replace") as fh:
             sys.stdout.write(fh.read())
         return 0
@@ -156,15 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                             create=not getattr(args, "read_only", False))
         try:
             return int(handler(args, ws) or 0)
-        except Exception as exc:  # a full disk anywhere gets the one clear message
-            friendly = user_facing(exc, ws.root)
+        except Exception as exc:  # a full disk (or the GPU out of memory) anywhere gets the one clear message
+            from engines.core.worker import gpu_trouble
+
+            trouble = gpu_trouble(exc, vars(args))
+            friendly = VoiceLabError(*trouble) if trouble else user_facing(exc, ws.root)
             if friendly is exc:
                 raise
             raise friendly from exc
-    except VoiceLabError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+    except VoiceLabError as exc:  # in the language LANG names (English unless it is zh*)
+        lang = cli_language()
+        message, hint = exc.render(lang)
+        print(f"{render('cli.error', {}, lang)}: {message}", file=sys.stderr)
+        if hint:
+            print(f"{render('cli.hint', {}, lang)}: {hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

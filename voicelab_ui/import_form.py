@@ -19,8 +19,8 @@ from engines.core.errors import VoiceLabError
 from engines.core.paths import confine
 from engines.rvc.model_import.sources import source_kind
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
-from voicelab_ui.widgets import finished_job, submit_job, user_error
+from voicelab_ui.i18n import add, t, ui_text
+from voicelab_ui.widgets import finished_job, outcome_line, submit_job, user_error
 
 add({
     "imp.title": ("Import a model (zip / folder / URL / repo id)", "导入模型（zip / 文件夹 / 网址 / 仓库 ID）"),
@@ -57,7 +57,7 @@ class ImportForm:
 def result_markdown(rec: Any) -> tuple[str, str | None]:
     """The outcome of a finished import job, and the choice lines to prefill when it asks for a choice."""
     if rec.state != "done":
-        return f"✘ **{rec.state}**: {rec.error or rec.message}", None
+        return outcome_line(rec), None
     res = rec.result or {}
     lines = [f"✔ {res.get('summary', rec.message)}"]
     lines += [f"- `{v['name']}` ({v['version']} {v['sr']}, {v['encoder']})"
@@ -107,7 +107,7 @@ def build(ctx: UIContext, prefix: str, *, pretrained: bool = False, runs: bool =
             elif typed:
                 src = typed  # a URL or a repo id: not a path on this machine
             else:
-                raise gr.Error("Upload a file or type a folder, URL or repo id.")
+                raise gr.Error(ui_text("err.import_source"))
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = {"source": src, "name": (label or "").strip(), "target": as_what or "voices",

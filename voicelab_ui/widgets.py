@@ -17,7 +17,7 @@ from engines.core.jobs import FINAL_STATES, JobRecord
 from engines.core.ops import request_params
 from engines.core.params import choices_of, info_of, value_type
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import t, text
+from voicelab_ui.i18n import t, text, ui_language
 
 LOG_TAIL_LINES = 400
 
@@ -91,11 +91,26 @@ def api_signature(fn: Callable[..., Any], cls: type, leading: Sequence[str] = ()
     return wrapper
 
 
-def user_error(exc: Exception) -> gr.Error:
-    """A gr.Error showing what happened and what to do (VoiceLabError) or the bare error."""
+def user_error(exc: Exception, lang: str | None = None) -> gr.Error:
+    """A gr.Error showing what happened and what to do (VoiceLabError, in the page's language) or the bare error."""
     if isinstance(exc, VoiceLabError):
-        return gr.Error(f"{exc.message} {exc.hint}".strip(), duration=None)
+        message, hint = exc.render(lang or ui_language())
+        return gr.Error(f"{message} {hint}".strip(), duration=None)
     return gr.Error(f"{type(exc).__name__}: {exc}", duration=None)
+
+
+def error_text(exc: VoiceLabError, lang: str | None = None) -> str:
+    """'message hint' of a VoiceLabError in the page's language."""
+    return " ".join(part for part in exc.render(lang or ui_language()) if part)
+
+
+def outcome_line(rec: JobRecord, ok: str = "✔", bad: str = "✘", lang: str | None = None) -> str:
+    """One line for a finished job: its summary, or its state with the error and hint, in the page's language."""
+    lang = lang or ui_language()
+    if rec.state == "done":
+        return f"{ok} {rec.message_in(lang)}"
+    error = " ".join(part for part in rec.error_in(lang) if part) or rec.message_in(lang)
+    return f"{bad} **{rec.state_in(lang)}**: {error}"
 
 
 def submit_job(ctx: UIContext, op: str, params: dict, title: str = "") -> str:
@@ -112,12 +127,12 @@ def finished_job(ctx: UIContext, marker: str) -> JobRecord | None:
     return ctx.runner.get(job_id) if job_id else None
 
 
-def progress_html(rec: JobRecord | None) -> str:
+def progress_html(rec: JobRecord | None, lang: str = "en") -> str:
     if rec is None:
         return ""
     pct = rec.progress * 100
     colour = {"failed": "#c0392b", "cancelled": "#7f8c8d", "interrupted": "#7f8c8d", "done": "#27ae60"}.get(rec.state, "#2980b9")
-    msg = html.escape(rec.message or "")
+    msg = html.escape(rec.message_in(lang) or "")
     return (
         f'<div class="vl-progress" data-state="{rec.state}" data-progress="{pct:.1f}">'
         f'<div style="background:#ddd;border-radius:4px;height:14px;overflow:hidden">'
@@ -126,26 +141,31 @@ def progress_html(rec: JobRecord | None) -> str:
     )
 
 
-def where_it_runs(rec: JobRecord) -> str:
-    """"listening lane · cuda:0" (and why it fell back to the CPU, when it did)."""
+def where_it_runs(rec: JobRecord, lang: str = "en") -> str:
+    """"listening lane · cuda:0" (and why it fell back to the CPU, when it did), in ``lang``."""
     worker = rec.worker or {}
     device = worker.get("device") or rec.device
-    text = f"{rec.lane} lane" + (f" · {device}" if device and device != "*" else "")
+    where = text("job.lane", lang, lane=text(f"lane.{rec.lane}", lang)) + (f" · {device}" if device and device != "*" else "")
     if worker.get("warm"):
-        text += " · warm worker"
+        where += " · " + text("job.warm", lang)
     note = worker.get("device_note") or ""
     if device == "cpu" and "runs on the CPU" in note:
-        text += f" ({note})"
-    return text
+        where += f" ({note})"
+    return where
 
 
-def job_status_md(rec: JobRecord | None) -> str:
+def job_status_md(rec: JobRecord | None, lang: str = "en") -> str:
+    """Title, id, state, duration and lane; for a failed job its error and hint, all in ``lang``."""
     if rec is None:
         return ""
     dur = f" · {rec.duration:.0f} s" if rec.duration is not None else ""
-    line = f"**{html.escape(rec.title)}** · `{rec.id}` · **{rec.state}**{dur} · {html.escape(where_it_runs(rec))}"
+    line = (f"**{html.escape(rec.title_in(lang))}** · `{rec.id}` · **{html.escape(rec.state_in(lang))}**{dur}"
+            f" · {html.escape(where_it_runs(rec, lang))}")
     if rec.error:
-        line += "\n\n" + html.escape(rec.error)
+        message, hint = rec.error_in(lang)
+        line += f'\n\n<div class="vl-job-error">{html.escape(message)}</div>'
+        if hint:
+            line += f'\n\n<div class="vl-job-hint">{html.escape(text("job.hint", lang))}: {html.escape(hint)}</div>'
     return line
 
 
@@ -168,11 +188,12 @@ def job_panel(ctx: UIContext) -> None:
 
     def refresh(job_id: str, prev: str) -> tuple:
         # ``prev`` is "<id>|<state>" as of the last tick ("" before the first tick after page load).
+        lang = ui_language()
         rec = ctx.runner.get(job_id) if job_id else None
         if rec is None:
             rec = ctx.runner.active_job()
         if rec is None:
-            return job_id, text("job.none"), "", "", gr.update(interactive=False), "|", gr.update()
+            return job_id, text("job.none", lang), "", "", gr.update(interactive=False), "|", gr.update()
         prev_id, _, prev_state = prev.partition("|")
         finished = gr.update()
         if prev and rec.state in FINAL_STATES and (rec.id != prev_id or prev_state not in FINAL_STATES):
@@ -180,7 +201,7 @@ def job_panel(ctx: UIContext) -> None:
         # Write the followed id only when it changes: a tick that read the old id must not undo a click
         # that has just started (and stored) a new job while the tick was running.
         return (
-            rec.id if rec.id != job_id else gr.update(), job_status_md(rec), progress_html(rec),
+            rec.id if rec.id != job_id else gr.update(), job_status_md(rec, lang), progress_html(rec, lang),
             ctx.runner.read_log(rec.id, LOG_TAIL_LINES),
             gr.update(interactive=rec.active), f"{rec.id}|{rec.state}", finished,
         )
@@ -191,7 +212,7 @@ def job_panel(ctx: UIContext) -> None:
     def do_cancel(job_id: str) -> None:
         if job_id:
             ctx.runner.cancel(job_id)
-            gr.Info("Cancelling…")
+            gr.Info(text("job.cancelling", ui_language()))
 
     cancel.click(do_cancel, [ctx.job_id], None, queue=False)
 

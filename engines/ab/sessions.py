@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.settings import safe_name
 
 # Two CosyVoice checkpoints the CosyVoice tab hands over for listening (relative to the workspace).
@@ -237,14 +238,14 @@ def render_session(ws: Any, session: ABSession, hooks: Hooks | None = None, *, e
                 shutil.copyfile(take, tmp)
             hooks.log(f"{cand.label}: the preview rendered at its save")
         if not target.is_file():
-            hooks.progress(i / n, f"converting with {cand.label}")
+            hooks.progress(i / n, msg("progress.ab_converting", label=cand.label))
             models = load_models(ws, cand.model, cand.index, params, encoder_path=encoder_path)
             with noise.seeded_noise(params.seed) if params.seed >= 0 else _null():
                 convert_file(models, Path(session.source), target, params.output_format, vc_options(ws, params),
                              hooks.scaled(i / n, (i + 1) / n))
         cand.output = str(target)
     save_session(ws, session)
-    hooks.progress(1.0, "all candidates converted")
+    hooks.progress(1.0, msg("progress.ab_done"))
     return session
 
 

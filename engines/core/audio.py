@@ -30,6 +30,7 @@ from engines.core.audio_headers import (
     wav_header_rate,
 )
 from engines.core.errors import AudioDecodeError, InvalidInputError
+from engines.core.messages import known_text, msg
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov"})
 AUDIO_EXTENSIONS = frozenset(
@@ -69,10 +70,8 @@ class AudioInfo:
 def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
     """Raise a clear InvalidInputError when ``info``'s audio is shorter than ``stage`` needs."""
     if info.duration < minimum:
-        raise InvalidInputError(
-            f"'{Path(info.path).name}' is too short for {stage}: {info.duration:.3f} s of audio"
-            f"{info.length_note()}; the minimum is {minimum:g} s.",
-            "Re-export or re-download the file, or use a longer recording.")
+        raise InvalidInputError(msg("audio.too_short", name=Path(info.path).name, stage=known_text("for", stage),
+                                    seconds=info.duration, note=info.length_note(), minimum=minimum))
 
 
 # ---------------------------------------------------------------------------
@@ -80,7 +79,9 @@ def require_duration(info: AudioInfo, minimum: float, stage: str) -> None:
 
 
 def _fail(path: Path, reason: str, hint: str = "") -> AudioDecodeError:
-    return AudioDecodeError(f"Cannot decode '{path.name}': {reason}.", hint)
+    """The decode error; fixed reasons and hints come out translated (``audio.reason.*``/``audio.hint.*``)."""
+    return AudioDecodeError(msg("audio.cannot_decode", name=path.name, reason=known_text("audio.reason", reason)),
+                            known_text("audio.hint", hint))
 
 
 _CONVERT_HINT = "Convert it to WAV or FLAC with an audio editor, or remove it from the input."
@@ -95,7 +96,7 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     """
     p = Path(path)
     if not p.exists():
-        raise _fail(p, "the file does not exist", f"Check the path: {p}")
+        raise _fail(p, "the file does not exist", msg("audio.hint.check_path", path=str(p)))
     if p.is_dir():
         raise _fail(p, "it is a folder, not a file")
     size = p.stat().st_size

@@ -18,8 +18,10 @@ import time
 from typing import Callable, Mapping, Sequence
 
 from engines.core.errors import Cancelled, VoiceLabError
+from engines.core.messages import Message, cli_language, msg, text_of
 
-ProgressFn = Callable[[float, str], None]
+# The message is a plain string or a catalogue ``Message`` (shown in the viewer's language).
+ProgressFn = Callable[[float, "str | Message"], None]
 LogFn = Callable[[str], None]
 # submit(op_name, params, title) -> job id: queue a follow-up job (e.g. previews at a training save).
 SubmitFn = Callable[[str, dict, str], str]
@@ -42,7 +44,7 @@ class Hooks:
         # command line), where a caller does the follow-up work itself.
         self.submit = submit
 
-    def progress(self, fraction: float, message: str = "") -> None:
+    def progress(self, fraction: float, message: "str | Message" = "") -> None:
         if self._progress is not None:
             self._progress(max(0.0, min(1.0, float(fraction))), message)
 
@@ -64,8 +66,8 @@ class Hooks:
         """Hooks whose progress maps 0..1 onto start..end of this one (for stages)."""
         parent = self
 
-        def prog(f: float, msg: str) -> None:
-            parent.progress(start + (end - start) * f, msg)
+        def prog(f: float, message: "str | Message") -> None:
+            parent.progress(start + (end - start) * f, message)
 
         return Hooks(prog, self._log, self.cancel_event, self.submit)
 
@@ -125,10 +127,8 @@ class Hooks:
         reader.join(timeout=5.0)
         if proc.returncode != 0:
             last = "\n".join(tail[-8:])
-            raise VoiceLabError(
-                f"Command failed with exit code {proc.returncode}: {' '.join(map(str, cmd))[:200]}",
-                f"Last output:\n{last}" if last else "",
-            )
+            failed = msg("job.command_failed", code=proc.returncode, command=" ".join(map(str, cmd))[:200])
+            raise VoiceLabError(failed, msg("job.command_failed.hint", tail=last) if last else "")
         return proc.returncode
 
 
@@ -161,13 +161,14 @@ def ensure_hooks(hooks: Hooks | None) -> Hooks:
 def terminal_hooks(quiet: bool = False) -> Hooks:
     """Hooks for the command line: log lines and a one-line progress indicator on stderr."""
     last = [0.0]
+    lang = cli_language()
 
-    def progress(fraction: float, message: str) -> None:
+    def progress(fraction: float, message: "str | Message") -> None:
         now = time.monotonic()
         if quiet or (now - last[0] < 0.5 and fraction < 1.0):
             return
         last[0] = now
-        print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+        print(f"[{fraction * 100:5.1f}%] {text_of(message, lang)}", file=sys.stderr, flush=True)
 
     def log(line: str) -> None:
         if not quiet:

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 
 from engines.core.errors import InvalidInputError
 from engines.core.lanes import lane_policies, plan_starts
+from engines.core.messages import Message, msg, ref_json, render, render_ref
 from engines.core.ops import get_operation, load_operations
 from engines.core.params import build, to_dict
 from engines.core.settings import Workspace
@@ -66,6 +67,25 @@ class JobRecord:
     pid_start: float | None = None  # the worker's start time (tells a live worker from a reused pid)
     worker: dict | None = None  # what the worker reports: device used and why, peak memory, warm or not
     cancel_requested: float | None = None
+    # JSON of the catalogue message (id + params) behind ``message``/``error``, '' for plain text:
+    # a page renders them in its viewer's language, the CLI in LANG's (see engines.core.messages).
+    message_ref: str = ""
+    error_ref: str = ""
+    title_ref: str = ""  # the same for a title given as a catalogue Message
+
+    def title_in(self, lang: str = "en") -> str:
+        return render_ref(self.title_ref, lang, self.title)[0]
+
+    def message_in(self, lang: str = "en") -> str:
+        """The progress/state message in ``lang`` (the stored text when it has no catalogue id)."""
+        return render_ref(self.message_ref, lang, self.message)[0]
+
+    def error_in(self, lang: str = "en") -> tuple[str, str]:
+        """(error, hint) in ``lang``; for a plain-text error, (the stored text, '')."""
+        return render_ref(self.error_ref, lang, self.error)
+
+    def state_in(self, lang: str = "en") -> str:
+        return render(f"state.{self.state}", {}, lang)
 
     @property
     def active(self) -> bool:
@@ -110,6 +130,8 @@ class JobStore:
 
     @staticmethod
     def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+        if "message" in fields:  # a catalogue Message: its English text plus its ref; plain text clears the ref
+            fields = {**fields, **message_columns(fields["message"])}
         return {k: (json.dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in fields.items()}
 
     def insert(self, rec: JobRecord) -> None:
@@ -144,7 +166,7 @@ class JobStore:
         d = dict(zip(_COLUMNS, row))
         for k in _JSON_COLUMNS:
             d[k] = json.loads(d[k]) if d[k] else ({} if k == "params" else None)
-        for k in ("module", "parent", "device", "error", "message"):
+        for k in ("module", "parent", "device", "error", "message", "message_ref", "error_ref", "title_ref"):
             d[k] = d[k] or ""
         return JobRecord(**d)
 
@@ -176,15 +198,16 @@ def queue_job(store: JobStore, ws: Workspace, op_name: str, params: dict | Any |
     """Validate ``params`` for ``op_name`` and add a queued job; returns its id (any process may call this)."""
     op = get_operation(op_name)
     if op.kind == "inline":
-        raise InvalidInputError(f"'{op_name}' answers at once; it is not run as a job.")
+        raise InvalidInputError(msg("job.not_a_job", op=op_name))
     obj = params if dataclasses.is_dataclass(params) else build(op.params, dict(params or {}))
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     log_path = ws.jobs_dir / f"{job_id}.log"
     log_path.touch()
     store.insert(JobRecord(
-        id=job_id, op=op_name, title=title or op.title, kind=op.kind, state="queued", params=to_dict(obj),
+        id=job_id, op=op_name, title=str(title or op.title), kind=op.kind, state="queued", params=to_dict(obj),
+        title_ref=ref_json(title) if isinstance(title, Message) else "",
         created=time.time(), started=None, finished=None, progress=0.0, message="Queued", result=None, error="",
-        log_path=str(log_path), module=op.module, parent=parent,
+        log_path=str(log_path), module=op.module, parent=parent, message_ref=ref_json(msg("job.queued")),
     ))
     return job_id
 
@@ -223,7 +246,8 @@ class JobRunner:
         if rec is None or not rec.active:
             return False
         if rec.state == "queued" and self.store.update(job_id, only_if=("queued",), state="cancelled",
-                                                       finished=time.time(), message="Cancelled before it started."):
+                                                       finished=time.time(),
+                                                       message=msg("job.cancelled_before_start")):
             return True
         if self.store.update(job_id, only_if=("running",), cancel_requested=time.time()):
             log_line(rec.log_path, "Cancel requested.")
@@ -284,7 +308,7 @@ class JobRunner:
         self._thread.join(timeout=2)
         self.pool.shutdown()
         for rec in self.store.list(["queued"], limit=100000):
-            self.store.finish(rec.id, "interrupted", message="Interrupted: the studio was stopped before it started.")
+            self.store.finish(rec.id, "interrupted", message=msg("job.interrupted_before_start"))
 
     # -- the scheduler ------------------------------------------------------
     def _schedule(self) -> None:
@@ -308,6 +332,22 @@ class JobRunner:
             return
         for start in plan_starts(queued, running, self.ws.settings, self.cpu_slots):
             self.pool.start(start)
+
+
+def message_columns(message: "str | Message") -> dict[str, str]:
+    """The ``message``/``message_ref`` columns for a progress or state message (text or catalogue Message)."""
+    if isinstance(message, Message):
+        return {"message": str(message)[:500], "message_ref": ref_json(message)}
+    return {"message": str(message)[:500], "message_ref": ""}
+
+
+def error_columns(exc: Exception) -> dict[str, str]:
+    """The ``error``/``error_ref`` columns for a failed job's error."""
+    from engines.core.errors import VoiceLabError
+
+    if isinstance(exc, VoiceLabError):
+        return {"error": str(exc), "error_ref": exc.ref()}
+    return {"error": str(exc), "error_ref": ""}
 
 
 def close_all_runners() -> None:

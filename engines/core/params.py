@@ -19,6 +19,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, Sequence, TypeVar
 
 from engines.core.errors import InvalidInputError
+from engines.core.messages import msg
 
 T = TypeVar("T")
 # Values a device field may hold (they are handed to torch, onnxruntime or a subprocess as given).
@@ -108,15 +109,16 @@ def validate(obj: T) -> T:
             elif tp is bool:
                 value = value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"{f.name}: '{value}' is not a valid {tp.__name__}.") from exc
+            raise InvalidInputError(msg("param.bad_type", name=f.name, value=str(value), type=tp.__name__)) from exc
         if info.min is not None and value < info.min or info.max is not None and value > info.max:
-            raise InvalidInputError(f"{f.name} must be between {info.min} and {info.max} (got {value}).")
+            raise InvalidInputError(msg("param.out_of_range", name=f.name, min=info.min, max=info.max, value=value))
         if info.pattern and isinstance(value, str) and not re.fullmatch(info.pattern, value):
             raise InvalidInputError(f"{f.name}: '{value[:80]}' is not accepted here.",
                                     f"Give a value of the form {info.pattern.replace('|', ' | ')}.")
         choices = choices_of(type(obj), f)
         if choices is not None and value not in choices:
-            raise InvalidInputError(f"{f.name} must be one of {', '.join(map(str, choices))} (got {value!r}).")
+            raise InvalidInputError(msg("param.not_a_choice", name=f.name, choices=", ".join(map(str, choices)),
+                                        value=repr(value)))
         object.__setattr__(obj, f.name, value)
     return obj
 
@@ -153,7 +155,7 @@ def build(cls: type[T], values: dict[str, Any]) -> T:
     missing = [f.name for f in fields if f.name not in values
                and f.default is MISSING and f.default_factory is MISSING]
     if missing:
-        raise InvalidInputError(f"Missing value for {', '.join(missing)}.")
+        raise InvalidInputError(msg("param.missing", names=", ".join(missing)))
     names = {f.name for f in fields}
     return validate(cls(**{k: v for k, v in values.items() if k in names}))
 

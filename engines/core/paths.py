@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from engines.core.errors import InvalidInputError
+from engines.core.messages import known_text, msg
 from engines.core.settings import Workspace
 
 READ, WRITE, MODEL_DIR, IMPORT_SOURCE, LIST, REPO = "read", "write", "model_dir", "import_source", "list", "repo"
@@ -122,14 +123,12 @@ def _roots_both(folders: Iterable[Path]) -> list[Path]:
 
 def _refusal(ws: Workspace, path: Any, what: str, kind: str) -> InvalidInputError:
     if kind == MODEL_DIR:
-        hint = (f"CosyVoice model dirs are read only from {' or '.join(str(r) for r in model_dir_roots(ws))}: "
-                "their yaml runs code. Put the model there (voicelab assets import/download) or assemble one.")
+        hint = msg("path.outside.hint_model_dir", roots=" | ".join(str(r) for r in model_dir_roots(ws)))
     elif kind == WRITE:
-        hint = f"Outputs go inside the workspace ({ws.root}); leave the field empty for the default place."
+        hint = msg("path.outside.hint_write", workspace=str(ws.root))
     else:
-        hint = (f"Use a folder inside the workspace ({ws.root}) or the assets folder ({ws.assets}), or add it to "
-                "import_roots (VOICELAB_IMPORT_ROOTS or settings.toml), then restart.")
-    return InvalidInputError(f"The {what} {path} is outside the folders the studio may use.", hint)
+        hint = msg("path.outside.hint_read", workspace=str(ws.root), assets=str(ws.assets))
+    return InvalidInputError(msg("path.outside", what=known_text("what", what), path=str(path)), hint)
 
 
 def within(path: str | os.PathLike, folders: Iterable[str | os.PathLike]) -> bool:

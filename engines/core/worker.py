@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 from engines.core.atomic import user_facing
 from engines.core.errors import Cancelled, VoiceLabError
+from engines.core.messages import Message, msg, ref_json
 
 PROGRESS_EVERY = 0.2  # seconds between progress writes (the final one is always written)
 CANCEL_POLL = 0.05  # seconds between looks at the job's cancel request
@@ -65,7 +66,7 @@ class Reporter:
         with self.lock:
             self.file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
-    def progress(self, fraction: float, message: str) -> None:
+    def progress(self, fraction: float, message: "str | Message") -> None:
         if self.trace is not None:
             self.trace.write(json.dumps({"job": self.job_id, "op": self.op, "fraction": fraction}) + "\n")
         with self.lock:
@@ -75,7 +76,7 @@ class Reporter:
             if now - self.last_write < PROGRESS_EVERY and fraction < 1.0:
                 return
             self.last_write = now
-        self.store.update(self.job_id, only_if=("running",), progress=fraction, message=message[:500])
+        self.store.update(self.job_id, only_if=("running",), progress=fraction, message=message)
 
     def close(self) -> None:
         self._done.set()
@@ -105,24 +106,21 @@ def output_to(path: str) -> Iterator[None]:
         os.close(saved[1])
 
 
-def gpu_trouble(exc: BaseException, params: dict[str, Any]) -> tuple[str, str] | None:
+def gpu_trouble(exc: BaseException, params: dict[str, Any]) -> tuple[Message, Message] | None:
     """(message, hint) when ``exc`` is a CUDA out-of-memory or CUDA error; None otherwise."""
     text = f"{type(exc).__name__}: {exc}"
     low = text.lower()
     if "out of memory" in low and ("cuda" in low or "outofmemoryerror" in low):
         batch = params.get("batch_size")
         if isinstance(batch, int) and batch > 1:
-            hint = (f"Lower the batch size to {max(1, batch // 2)} (it was {batch}) and start again; training "
-                    "resumes from the last checkpoint.")
+            hint = msg("gpu.oom.hint_batch", smaller=max(1, batch // 2), batch=batch)
         elif isinstance(batch, int):
-            hint = "The batch size is already 1: use a smaller model, a shorter segment, or a GPU with more memory."
+            hint = msg("gpu.oom.hint_batch_one")
         else:
-            hint = ("Free GPU memory (Jobs tab → Free GPU memory, or wait for the training to finish), or run it "
-                    "on the CPU (--device cpu).")
-        return "The GPU ran out of memory.", hint
+            hint = msg("gpu.oom.hint_free")
+        return msg("gpu.oom"), hint
     if "cuda error" in low or "cudnn_status" in low or "nccl error" in low:
-        return f"The GPU reported an error: {str(exc).strip().splitlines()[0][:300]}", (
-            "The worker was restarted; try again. If it repeats, check the driver (nvidia-smi) or run on the CPU.")
+        return msg("gpu.error", detail=str(exc).strip().splitlines()[0][:300]), msg("gpu.error.hint")
     return None
 
 
@@ -188,7 +186,7 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             rep.log(f"Job {job_id}: {op.title} ({op.name}) in the {lane} lane, worker {worker_id} (pid {os.getpid()}, "
                     f"{'warm' if warm else 'new'}), device {device}" + (f" ({why})" if why else ""))
             rep.log("Parameters: " + json.dumps(rec.params, ensure_ascii=False))
-            store.update(job_id, only_if=("running",), message="Running")
+            store.update(job_id, only_if=("running",), message=msg("job.running"))
 
             def submit(op_name: str, params: dict, title: str = "") -> str:
                 return queue_job(store, ws, op_name, params, title, parent=job_id)
@@ -199,11 +197,13 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             result = op.fn(params, hooks, ws) or {}
             rep.log("Done." + (f" {result.get('summary')}" if result.get("summary") else ""))
             state = "done"
-            store.finish(job_id, "done", progress=1.0, message=str(result.get("summary", "Done"))[:500], result=result)
+            # an op may add "summary_message" (a Message): the same summary, shown in the viewer's language
+            summary = result.pop("summary_message", None) or result.get("summary") or msg("job.done")
+            store.finish(job_id, "done", progress=1.0, message=summary, result=result)
         except Cancelled:
-            rep.log("Cancelled by the user. Files already completed are kept; nothing half-written was left.")
+            rep.log(str(msg("job.cancelled_log")))
             state = "cancelled"
-            store.finish(job_id, "cancelled", message="Cancelled")
+            store.finish(job_id, "cancelled", message=msg("job.cancelled"))
         except BaseException as exc:  # noqa: BLE001 - a user error, a bug, the environment: report it, keep serving
             if isinstance(exc, Exception):
                 exc = user_facing(exc, ws.root)  # a full disk, wherever it struck, is the user's to fix: say so
@@ -212,13 +212,16 @@ def run_job(store: Any, root: Path, job_id: str, settings: dict[str, Any], lane:
             trouble = gpu_trouble(exc, rec.params)
             if trouble is not None:  # (also when a training rank's error came back as a VoiceLabError)
                 message, hint = trouble
-                error = f"{message} {hint}" + (f"\n{exc}" if known else "")
+                error, error_ref = f"{message} {hint}" + (f"\n{exc}" if known else ""), ref_json(message, hint)
                 exit_after = True  # a CUDA context after an error is not to be trusted: start afresh
             elif known:
-                message, error = exc.message, str(exc)
+                message, error, error_ref = exc.message_ref or exc.message, str(exc), exc.ref()
             else:
-                message, error = f"Unexpected error: {type(exc).__name__}", f"Unexpected error: {type(exc).__name__}: {exc}"
-            store.finish(job_id, "failed", error=error, message=message[:500])
+                kind = type(exc).__name__
+                message = msg("job.unexpected_short", kind=kind)
+                failure = msg("job.unexpected", kind=kind, detail=str(exc)[:1000])
+                error, error_ref = str(failure), ref_json(failure, msg("job.unexpected.hint"))
+            store.finish(job_id, "failed", error=error, error_ref=error_ref, message=message)
             if not isinstance(exc, Exception):
                 exit_after = True
         finally:

@@ -25,6 +25,7 @@ from typing import Any
 import psutil
 
 from engines.core.lanes import LanePolicy, Start
+from engines.core.messages import known_text, msg, ref_json
 from engines.core.settings import Workspace
 
 SIGNAL_CAUSES = {
@@ -205,7 +206,7 @@ class WorkerPool:
     def start(self, start: Start) -> None:
         """Claim the queued job (nothing runs twice) and hand it to a worker of its lane."""
         claimed = self.store.update(start.job_id, only_if=("queued",), state="running", started=time.time(),
-                                    device=start.slot, message="Starting")
+                                    device=start.slot, message=msg("job.starting"))
         if not claimed:
             return
         policy = self.policies[start.lane]
@@ -218,15 +219,18 @@ class WorkerPool:
             worker.job = start.job_id
         self.store.update(start.job_id, pid=worker.pid, pid_start=worker.create_time)
         if not worker.run(start.job_id, self.ws.settings):
-            self._fail(start.job_id, f"Its worker process (pid {worker.pid}) could not be reached.")
+            self._fail(start.job_id, msg("job.worker_unreachable", pid=worker.pid))
 
-    def _fail(self, job_id: str, message: str) -> None:
+    def _fail(self, job_id: str, message: Any) -> None:
+        """``message``: a catalogue Message (see engines.core.messages) or text."""
         rec = self.store.get(job_id)
         if rec is None or not rec.active:
             return
         last = tail(rec.log_path, 12)
-        error = message + (f"\nLast log lines:\n{last}" if last else "")
-        if self.store.finish(job_id, "failed", message=message[:500], error=error):
+        error = f"{message}" + (f"\nLast log lines:\n{last}" if last else "")
+        error_ref = ref_json(message, msg("job.worker_exited.hint", tail=last) if last else None) \
+            if not isinstance(message, str) else ""
+        if self.store.finish(job_id, "failed", message=message, error=error, error_ref=error_ref):
             log_line(rec.log_path, f"ERROR: {message}")
 
     def _exited(self, worker: WorkerHandle, returncode: int) -> None:
@@ -240,12 +244,12 @@ class WorkerPool:
         if rec is None or not rec.active:
             return
         if rec.cancel_requested:
-            if self.store.finish(job_id, "cancelled", message="Cancelled"):
+            if self.store.finish(job_id, "cancelled", message=msg("job.cancelled")):
                 log_line(rec.log_path, "Cancelled: its worker process was stopped.")
         elif worker.stopping:
-            self.store.finish(job_id, "interrupted", message="Interrupted: the studio was stopped while it ran.")
+            self.store.finish(job_id, "interrupted", message=msg("job.interrupted_while_running"))
         else:
-            self._fail(job_id, f"The worker process (pid {worker.pid}) {death_cause(returncode)}.")
+            self._fail(job_id, msg("job.worker_exited", pid=worker.pid, cause=known_text("death", death_cause(returncode))))
 
     # -- cancel, restart, idle ----------------------------------------------
     def enforce_cancels(self, running: list[Any], grace: float) -> None:
@@ -257,7 +261,7 @@ class WorkerPool:
             self._killing.add(rec.id)
             try:
                 removed = kill_tree(rec.pid) if process_matches(rec.pid, rec.pid_start) else []
-                finished = self.store.finish(rec.id, "cancelled", message="Cancelled")
+                finished = self.store.finish(rec.id, "cancelled", message=msg("job.cancelled"))
             finally:
                 self._killing.discard(rec.id)
             if finished:
@@ -278,11 +282,11 @@ class WorkerPool:
                 continue
             if alive:
                 kill_tree(int(rec.pid))
-            self.store.finish(rec.id, "interrupted", message="Interrupted: the studio stopped while this job was active.")
+            self.store.finish(rec.id, "interrupted", message=msg("job.interrupted"))
             interrupted += 1
         if not reattach:  # with re-attaching, queued jobs simply run after the restart
             for rec in self.store.list(["queued"], limit=100000):
-                self.store.finish(rec.id, "interrupted", message="Interrupted: the studio stopped before it started.")
+                self.store.finish(rec.id, "interrupted", message=msg("job.interrupted_before_start"))
                 interrupted += 1
         return reattached, interrupted
 

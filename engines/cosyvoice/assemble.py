@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.cosyvoice import upstream
 from engines.cosyvoice.average import strip_training_keys
 
@@ -145,10 +146,10 @@ def assemble_model_dir(base_model_dir: str | os.PathLike, out_dir: str | os.Path
                     shutil.copy2(entry, target)
                 copied.append(entry.name)
             hooks.progress(0.6 * (i + 1) / max(1, len(entries)), f"{'Linked' if link else 'Copied'} {entry.name}")
-        hooks.progress(0.7, "Writing llm.pt")
+        hooks.progress(0.7, msg("progress.cv_writing", name="llm.pt"))
         _save_weights(llm_src, tmp / "llm.pt")
         if flow_src is not None:
-            hooks.progress(0.8, "Writing flow.pt")
+            hooks.progress(0.8, msg("progress.cv_writing", name="flow.pt"))
             _save_weights(flow_src, tmp / "flow.pt")
         spk2info: dict = {}
         base_info = base / "spk2info.pt"
@@ -161,7 +162,7 @@ def assemble_model_dir(base_model_dir: str | os.PathLike, out_dir: str | os.Path
             "llm_source": str(llm_src.resolve()), "flow_source": str(flow_src.resolve()) if flow_src else None,
             "linked": link, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         }, indent=2) + "\n")
-        hooks.progress(0.95, "Moving into place")
+        hooks.progress(0.95, msg("progress.cv_moving"))
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -172,7 +173,7 @@ def assemble_model_dir(base_model_dir: str | os.PathLike, out_dir: str | os.Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    hooks.progress(1.0, f"Model dir ready: {out}")
+    hooks.progress(1.0, msg("progress.cv_model_ready", path=str(out)))
     return AssembleResult(out, list(spk2info.keys()), linked, copied)
 
 

@@ -19,6 +19,7 @@ from typing import Sequence
 from engines.core.atomic import torch_save
 from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.cosyvoice.config import as_float, load_yaml_file
 
 TRAINING_KEYS = ("epoch", "step")
@@ -154,5 +155,5 @@ def average_checkpoints(sources: Sequence[str | os.PathLike] | str | os.PathLike
     averaged = average_state_dicts(states)
     del states
     out = torch_save(averaged, out_path)
-    hooks.progress(1.0, f"Averaged {len(paths)} checkpoint(s) into {Path(out_path).name}")
+    hooks.progress(1.0, msg("progress.cv_averaged", n=len(paths), name=Path(out_path).name))
     return AverageResult(out, paths, {p.name: cv_loss(p) for p in paths})

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from engines.core.atomic import torch_save, write_json
 from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import DEVICE_PATTERN, param, validate
 from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice import upstream
@@ -132,7 +133,7 @@ def prepare_cosyvoice_data(ws: Workspace, dataset: str, out_name: str, params: P
     hooks.log(f"CosyVoice {version} data for speaker '{speaker}' from dataset '{dataset}' -> {out_dir}")
 
     # 1. kaldi dirs
-    hooks.progress(0.0, "collecting transcripts")
+    hooks.progress(0.0, msg("progress.cv_collecting"))
     utts = collect_utterances(ws, dataset, speaker, params.normalize_text, out_dir / "wavs", report)
     if not utts:
         raise InvalidInputError(f"Dataset '{dataset}' has no clip with a transcript.",
@@ -179,7 +180,7 @@ def prepare_cosyvoice_data(ws: Workspace, dataset: str, out_name: str, params: P
         size = shard_size(len(records), params.data_workers, params.num_gpus, params.shards_per_worker)
         sub = hooks.scaled(0.9 + 0.05 * n, 0.95 + 0.05 * n)
         result = write_shards(records, out_dir / split / "parquet", size, force=params.force,
-                              on_shard=lambda i, k, s=split, h=sub: h.progress(i / k, f"{s} parquet shard {i}/{k}"))
+                              on_shard=lambda i, k, s=split, h=sub: h.progress(i / k, msg("progress.cv_shard", split=s, done=i, total=k)))
         total_shards["written"] += result.written
         total_shards["reused"] += result.reused
         hooks.log(f"{split}: {len(records)} utterance(s) in {len(result.shards)} shard(s) of <= {size} "
@@ -187,7 +188,7 @@ def prepare_cosyvoice_data(ws: Workspace, dataset: str, out_name: str, params: P
     report.shards_written, report.shards_reused = total_shards["written"], total_shards["reused"]
     report.seconds = time.monotonic() - start
     write_json(out_dir / "prepare.json", {"dataset": dataset, "params": asdict(params), "report": report.to_dict()})
-    hooks.progress(1.0, "data ready")
+    hooks.progress(1.0, msg("progress.data_ready"))
     return report
 
 

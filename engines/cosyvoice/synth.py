@@ -23,6 +23,7 @@ from typing import Any, Sequence
 from engines.core.atomic import write_json
 from engines.core.errors import InvalidInputError, MissingAssetError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 from engines.cosyvoice import upstream
 from engines.cosyvoice.model_dir import list_speakers
@@ -257,7 +258,7 @@ def synthesize(model_dir: str | os.PathLike, text: str, speaker: str | None = No
     request = {"calls": calls, "out": str(target.resolve()), "seed": int(seed),
                "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
     result = run_request(d, co, request, hooks, device)
-    hooks.progress(1.0, f"Wrote {target.name} ({float(result.get('seconds', 0)):.1f} s)")
+    hooks.progress(1.0, msg("progress.synth_wrote", name=target.name, seconds=float(result.get("seconds", 0))))
     return target
 
 

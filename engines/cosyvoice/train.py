@@ -35,6 +35,7 @@ from typing import Any
 from engines.core.atomic import write_json
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, validate
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config
@@ -349,7 +350,7 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
                                   cv_list=cv_list, out_dir=out_dir, tensorboard_dir=exp / "tensorboard" / model,
                                   checkpoint=checkpoint, nproc=nproc, cuda=cuda, deepspeed_config=ds_conf)
         parser = LogParser(model=model, accum_grad=params.accum_grad, max_epoch=params.max_epoch)
-        stage.progress(0.0, f"Training {model}")
+        stage.progress(0.0, msg("progress.cv_training", model=model))
         with open(metrics_path, "a", encoding="utf-8") as metrics:
 
             def on_line(line: str) -> None:
@@ -359,12 +360,12 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
                         metrics.write(json.dumps(rec) + "\n")
                         metrics.flush()
                     if event["kind"] == "batch":
-                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']} batch {event['batch']} "
-                                                          f"loss {event['loss']}")
+                        stage.progress(min(0.99, parser.progress()), msg("progress.cv_epoch_batch", model=model, epoch=event["epoch"],
+                                                              batch=event["batch"], loss=event["loss"]))
                     elif event["kind"] == "cv":
-                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']} cv loss {event['loss']}")
+                        stage.progress(min(0.99, parser.progress()), msg("progress.cv_epoch_cv", model=model, epoch=event["epoch"], loss=event["loss"]))
                     elif event["kind"] == "epoch":
-                        stage.progress(min(0.99, parser.progress()), f"{model} epoch {event['epoch']}")
+                        stage.progress(min(0.99, parser.progress()), msg("progress.cv_epoch", model=model, epoch=event["epoch"]))
 
             started = time.time()
             try:
@@ -385,7 +386,7 @@ def train_cosyvoice(ws: Any, params: CosyTrainParams, hooks: Hooks | None = None
                 hooks.log(f"converted deepspeed checkpoint to {p.name}")
         result.checkpoints[model] = list_checkpoints(out_dir)
         result.latest[model] = result.checkpoints[model][-1] if result.checkpoints[model] else None
-        stage.progress(1.0, f"{model} done")
+        stage.progress(1.0, msg("progress.cv_done", model=model))
     return result
 
 

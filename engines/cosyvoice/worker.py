@@ -31,6 +31,7 @@ from typing import Any
 
 from engines.core.errors import Cancelled, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks, kill_process_group
+from engines.core.messages import msg
 from engines.cosyvoice import upstream
 
 LOAD_TIMEOUT_S = 900.0  # a real CosyVoice model loads in 10-60 s; the first CUDA init can take longer
@@ -91,7 +92,7 @@ class SynthWorker:
         self.pid, self.started = self._proc.pid, time.time()
         threading.Thread(target=self._read_events, daemon=True, name="voicelab-cosy-events").start()
         threading.Thread(target=self._read_log, daemon=True, name="voicelab-cosy-log").start()
-        hooks.progress(0.0, f"Loading {self.model_dir.name} in a CosyVoice worker (pid {self.pid})")
+        hooks.progress(0.0, msg("progress.cv_loading_worker", name=self.model_dir.name, pid=self.pid))
         event = self._next_event(hooks, LOAD_TIMEOUT_S, loading=True)
         if event.get("event") != "ready":
             self.stop()

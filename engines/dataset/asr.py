@@ -22,6 +22,7 @@ from typing import Any
 
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import DEVICE_PATTERN, param, validate
 from engines.core.settings import Workspace
 
@@ -183,11 +184,11 @@ def transcribe_dataset(ws: Workspace, dataset: str, params: AsrParams | None = N
     hooks.log(f"ASR: {len(todo)} clip(s) to transcribe, {report.skipped_existing} already done, "
               f"{report.kept_edited} edited by the user")
     if not todo:
-        hooks.progress(1.0, "nothing to transcribe")
+        hooks.progress(1.0, msg("progress.asr_nothing"))
         report.seconds = time.monotonic() - start
         return report
     hooks.check_cancel()
-    hooks.progress(0.0, "loading the Whisper model")
+    hooks.progress(0.0, msg("progress.asr_loading"))
     model = load_whisper(params, hooks)
     report.model = params.model or f"{BUNDLED_MODEL_NAME} (bundled)"
     pending: dict[str, tuple[str, str]] = {}
@@ -205,7 +206,7 @@ def transcribe_dataset(ws: Workspace, dataset: str, params: AsrParams | None = N
             pending[clip.id] = (text, language)
             report.transcribed += 1
             hooks.log(f"ASR: {clip.id}: {text}")
-            hooks.progress((i + 1) / len(todo), f"transcribed {i + 1}/{len(todo)}")
+            hooks.progress((i + 1) / len(todo), msg("progress.asr_count", done=i + 1, total=len(todo)))
             if time.monotonic() - last_save >= SAVE_EVERY_SECONDS:
                 merge_transcriptions(dataset_dir, pending)
                 pending.clear()

@@ -33,6 +33,7 @@ from engines.core.atomic import require_space
 from engines.core.audio import AUDIO_EXTENSIONS, iter_audio, probe_audio, require_duration, write_audio
 from engines.core.errors import AudioDecodeError, InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, validate
 from engines.core.settings import Workspace, safe_name
 from engines.dataset.manifest import (
@@ -344,12 +345,11 @@ def create_or_import_dataset(
         StreamingSlicer(16000, params.slicer_params())
     exists = manifest_path(ws, name).is_file()
     if must_be_new and exists:
-        raise InvalidInputError(f"A dataset named '{name}' already exists.",
-                                "Choose another name, or import into it to add clips.")
+        raise InvalidInputError(msg("dataset.exists", name=name))
     if must_exist and not exists:
-        raise InvalidInputError(f"There is no dataset named '{name}'.", "Create it first.")
+        raise InvalidInputError(msg("dataset.missing", name=name))
     if not sources:
-        raise InvalidInputError("No input files were given.", "Add audio files, a zip or a folder.")
+        raise InvalidInputError(msg("dataset.no_inputs"))
 
     folder = dataset_path(ws, name)
     with dataset_lock(ws, name):
@@ -372,7 +372,7 @@ def create_or_import_dataset(
             for index, item in enumerate(items):
                 hooks.check_cancel()
                 f_hooks = hooks.scaled(index / max(1, len(items)), (index + 1) / max(1, len(items)))
-                f_hooks.progress(0.0, f"{item.display}")
+                f_hooks.progress(0.0, msg("progress.import_file", name=item.display))
                 try:
                     path = _extract_member(item, incoming) if item.zip_path is not None else item.path
                     assert path is not None
@@ -398,7 +398,7 @@ def create_or_import_dataset(
                         shutil.rmtree(incoming, ignore_errors=True)
         finally:
             report.total_clips = len(man.clips)
-        hooks.progress(1.0, f"{report.added_clips} clip(s) added, {len(report.skipped)} file(s) skipped")
+        hooks.progress(1.0, msg("progress.import_done", added=report.added_clips, skipped=len(report.skipped)))
         return report
 
 
@@ -417,7 +417,7 @@ def _import_one(
     dropped = 0
 
     def on_progress(samples: int) -> None:
-        hooks.progress(min(0.99, samples / expected), f"{display}: {samples / rate:.0f}/{info.duration:.0f} s")
+        hooks.progress(min(0.99, samples / expected), msg("progress.import_seconds", name=display, done=samples / rate, total=info.duration))
 
     try:
         for a, b, x in _cut_pieces(path, info.sample_rate, rate, params, hooks, on_progress):
@@ -432,10 +432,8 @@ def _import_one(
         man.next_id = next_id_before
         raise
     if not records:
-        raise InvalidInputError(
-            f"no clips from {info.duration:.2f} s of audio: every piece was silent or shorter than the minimum "
-            f"clip length ({params.min_clip_seconds:g} s){info.length_note()}",
-            "Lower the silence threshold or the minimum clip length, or turn slicing off.")
+        raise InvalidInputError(msg("dataset.no_clips", seconds=info.duration, minimum=params.min_clip_seconds,
+                                    note=info.length_note()))
     seconds = sum(r.duration for r in records)
     for rec in records:
         man.add_clip(rec)

@@ -34,6 +34,7 @@ import numpy as np
 from engines.core.atomic import atomic_path
 from engines.core.errors import InvalidInputError, InvalidModelError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 
 REDUCE_ABOVE = 200_000  # upstream: k-means reduction when N > 2e5
@@ -171,7 +172,7 @@ def read_shuffled(files: Sequence[_FeatureFile], dim: int, rng: np.random.Genera
                 filled += hi - lo
         offset += f.rows
         if i % 64 == 0:
-            hooks.progress(offset / max(total, 1), f"reading features {offset}/{total}")
+            hooks.progress(offset / max(total, 1), msg("progress.index_reading", done=offset, total=total))
     assert filled == n
     return out
 
@@ -213,7 +214,7 @@ def minibatch_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, batch: int
         rate = (got[hit] / counts[hit])[:, None]
         centres[hit] = (centres[hit] * (1.0 - rate) + (sums[hit] / got[hit][:, None]) * rate).astype(np.float32)
         if step % 8 == 0:
-            hooks.progress((step + 1) / steps, f"k-means {step + 1}/{steps}")
+            hooks.progress((step + 1) / steps, msg("progress.index_kmeans", done=step + 1, total=steps))
     return centres
 
 
@@ -245,17 +246,12 @@ def build_index(
     exp_dir = ws.experiment_dir(exp_name)
     fdir = feature_dir(exp_dir, params.version)
     if not fdir.is_dir():
-        raise InvalidInputError(
-            f"Experiment '{exp_name}' has no {params.version} features ({fdir} is missing).",
-            "Run feature extraction first (RVC train tab, or `voicelab rvc extract`), "
-            "or pick the version the experiment was trained with.",
-        )
+        raise InvalidInputError(msg("index.no_features", exp=exp_name, version=params.version, path=str(fdir)))
     t0 = time.perf_counter()
     files = scan_features(fdir, dim)
     total = sum(f.rows for f in files)
     if total == 0:
-        raise InvalidInputError(f"Experiment '{exp_name}' has no feature frames in {fdir}.",
-                                "Run feature extraction first.")
+        raise InvalidInputError(msg("index.no_frames", exp=exp_name, path=str(fdir)))
     rng = np.random.default_rng(params.seed)
     reduced = total > reduce_above
     if reduced:
@@ -273,13 +269,13 @@ def build_index(
     hooks.log(f"vectors {n} x {dim}, IVF{n_ivf},Flat")
     index = faiss.index_factory(dim, f"IVF{n_ivf},Flat")
     faiss.extract_index_ivf(index).nprobe = 1
-    hooks.progress(0.85, f"training IVF{n_ivf}")
+    hooks.progress(0.85, msg("progress.index_training", n_ivf=n_ivf))
     index.train(train)
     del train
     for start in range(0, n, ADD_BATCH):
         hooks.check_cancel()
         index.add(vectors[start : start + ADD_BATCH])
-        hooks.progress(0.85 + 0.1 * min(1.0, (start + ADD_BATCH) / n), f"adding {min(n, start + ADD_BATCH)}/{n}")
+        hooks.progress(0.85 + 0.1 * min(1.0, (start + ADD_BATCH) / n), msg("progress.index_adding", done=min(n, start + ADD_BATCH), total=n))
     del vectors
     long_path = exp_dir / upstream_index_name(n_ivf, exp_name, params.version)
     with atomic_path(long_path) as tmp:
@@ -299,7 +295,7 @@ def build_index(
         seconds=time.perf_counter() - t0,
         file_size=short_path.stat().st_size,
     )
-    hooks.progress(1.0, "index written")
+    hooks.progress(1.0, msg("progress.index_written"))
     hooks.log(result.summary())
     return result
 

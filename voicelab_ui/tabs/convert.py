@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg, render_ref
 from engines.core.paths import confine
 from engines.core.settings import safe_name
 from engines.rvc.infer.convert import ConvertParams
@@ -28,7 +29,8 @@ from engines.rvc.ops.convert import ExtractJob, MergeJob
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
 from voicelab_ui import import_form
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_language, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
     confined_model,
@@ -39,7 +41,9 @@ from voicelab_ui.rvc_forms import (
 )
 from voicelab_ui.widgets import (
     api_signature,
+    error_text,
     finished_job,
+    outcome_line,
     param_widgets,
     submit_job,
     user_error,
@@ -94,10 +98,29 @@ add({
 })
 
 
+def file_error(e: dict, lang: str) -> list[str]:
+    """[error, hint] of one failed file in ``lang`` (as stored when it carries no catalogue id)."""
+    if e.get("error_ref"):
+        return list(render_ref(e["error_ref"], lang, e.get("error") or ""))
+    return [e.get("error") or "", e.get("hint") or ""]
+
+
 def result_line(rec: Any) -> str:
-    if rec.state == "done":
-        return f"✔ {rec.message}"
-    return f"✘ **{rec.state}**: {rec.error or rec.message}"
+    return outcome_line(rec)
+
+
+ERROR_KEYS = ("vc.col.file", "vc.col.error", "vc.col.hint")
+TIMING_KEYS = ("vc.col.stage", "vc.col.seconds")
+INFO_KEYS = ("vc.col.field", "vc.col.value")
+add({
+    "vc.col.file": ("file", "文件"),
+    "vc.col.error": ("error", "错误"),
+    "vc.col.hint": ("hint", "提示"),
+    "vc.col.stage": ("stage", "阶段"),
+    "vc.col.seconds": ("seconds", "秒"),
+    "vc.col.field": ("field", "字段"),
+    "vc.col.value": ("value", "值"),
+})
 
 
 def info_rows(info: dict) -> list[list[str]]:
@@ -225,7 +248,7 @@ def build(ctx: UIContext) -> None:
                 return gr.update(), None
             model_info(src)  # refuse anything that is not an RVC generator before copying it
         except VoiceLabError as exc:
-            gr.Warning(f"{exc.message} {exc.hint}".strip(), duration=None)
+            gr.Warning(error_text(exc), duration=None)
             return gr.update(), None
         target = ws.weights / f"{safe_name(src.stem)}.pth"
         n = 1
@@ -246,14 +269,14 @@ def build(ctx: UIContext) -> None:
             if server_folder and server_folder.strip():
                 inputs.append(str(confine(ws, server_folder.strip(), "folder")))
             if not inputs:
-                raise gr.Error("Add audio files or a folder to convert.")
+                raise gr.Error(ui_text("err.convert_inputs"))
             model_path = confined_model(ws, m)
             index_path = confined_index(ws, idx or "auto", model_path)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         params = values_to_params(ConvertParams, names, values)
         params.update(model=str(model_path), inputs=inputs, index=index_path or "none")
-        return submit_job(ctx, "rvc.convert", params, title=f"Convert {len(inputs)} input(s) with {model_path.name}")
+        return submit_job(ctx, "rvc.convert", params, title=msg("title.convert", n=len(inputs), model=model_path.name))
 
     run.click(start, [files, folder, model, index, *widgets.values()], ctx.job_id, api_name="convert_job")
 
@@ -262,7 +285,7 @@ def build(ctx: UIContext) -> None:
         from engines.rvc.checkpoints import model_info
 
         try:
-            return info_rows(model_info(confined_model(ws, m)))
+            return i18n_table(info_rows(model_info(confined_model(ws, m))), INFO_KEYS)
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
@@ -272,7 +295,7 @@ def build(ctx: UIContext) -> None:
 
     def start_extract(g: str, *values: Any) -> str:
         if not g:
-            raise gr.Error("Pick a G_*.pth training checkpoint.")
+            raise gr.Error(ui_text("err.pick_g"))
         try:
             path = confine(ws, g, "checkpoint")
         except VoiceLabError as exc:
@@ -317,14 +340,15 @@ def build(ctx: UIContext) -> None:
                 else:
                     out[player] = gr.update(value=None, visible=False)
             out[out_files] = outputs or None
-            out[errors] = [[Path(e["input"]).name, e.get("error") or "", e.get("hint") or ""]
-                           for e in res.get("errors", [])]
+            lang = ui_language()
+            out[errors] = i18n_table([[Path(e["input"]).name, *file_error(e, lang)] for e in res.get("errors", [])],
+                                     ERROR_KEYS, lang)
             totals = res.get("stage_totals") or {}
-            out[timings] = [[k, round(float(v), 3)] for k, v in totals.items()]
+            out[timings] = i18n_table([[k, round(float(v), 3)] for k, v in totals.items()], TIMING_KEYS)
             return out
         out[tools_md] = result_line(rec)
         if rec.state == "done" and res.get("info"):
-            out[info_table] = info_rows(res["info"])
+            out[info_table] = i18n_table(info_rows(res["info"]), INFO_KEYS)
         out.update(zip(list_outputs, reload_lists(m, a, b, im, g)))
         return out
 
@@ -369,7 +393,8 @@ def register_api(ctx: UIContext) -> None:
         rec = ctx.runner.wait(submit_job(ctx, "rvc.convert", params, title=f"Convert {src.name} (API)"),
                               timeout=24 * 3600)
         if rec.state != "done":
-            raise gr.Error(rec.error or rec.message, duration=None)
+            raise gr.Error(" ".join(p for p in rec.error_in(ui_language()) if p) or rec.message_in(ui_language()),
+                           duration=None)
         return rec.result["outputs"][0], client_json(rec.result["report"])
 
     api = api_signature(convert, ConvertParams, leading=("audio", "model", "index"))

@@ -7,13 +7,15 @@ import dataclasses
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import confine
 from engines.dataset.importer import DatasetParams
 from engines.dataset.stats import dataset_stats, delete_clip, list_clips, list_datasets
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.i18n import add, t, ui_text
+from voicelab_ui.i18n import table as i18n_table
+from voicelab_ui.widgets import error_text, param_widgets, submit_job, user_error, values_to_params
 
 PAGE_SIZE = 6
 MAX_PAGE = 10**6
@@ -31,6 +33,10 @@ add({
     "ds.stats": ("Statistics", "统计"),
     "ds.rates": ("Sample rates", "采样率分布"),
     "ds.skipped": ("Skipped files", "跳过的文件"),
+    "ds.col.rate": ("rate", "采样率"),
+    "ds.col.clips": ("clips", "切片数"),
+    "ds.col.file": ("file", "文件"),
+    "ds.col.reason": ("reason", "原因"),
     "ds.clips": ("Clips", "切片"),
     "ds.page": ("Page", "页码"),
     "ds.prev": ("◀ Previous", "◀ 上一页"),
@@ -68,13 +74,17 @@ add({
 })
 
 
+RATE_KEYS = ("ds.col.rate", "ds.col.clips")
+SKIPPED_KEYS = ("ds.col.file", "ds.col.reason")
+
+
 def stats_markdown(ctx: UIContext, name: str) -> tuple[str, list[list], list[list]]:
     if not name:
         return "", [], []
     try:
         s = dataset_stats(ctx.ws, name)
     except VoiceLabError as exc:
-        return f"{exc.message}", [], []
+        return error_text(exc), [], []
     md = (
         f"**{s.name}** — {s.clips} clips, {s.total_seconds / 60:.1f} min in all "
         f"(shortest {s.min_seconds:.2f} s, longest {s.max_seconds:.2f} s, mean {s.mean_seconds:.2f} s); "
@@ -128,8 +138,8 @@ def build(ctx: UIContext) -> None:
         params = values_to_params(DatasetParams, names, values)
         params.update(name=(ds or "").strip(), sources=sources)
         if not params["name"]:
-            raise gr.Error("Give the dataset a name.")
-        return submit_job(ctx, "dataset.import", params, title=f"Import into dataset '{params['name']}'")
+            raise gr.Error(ui_text("err.dataset_name"))
+        return submit_job(ctx, "dataset.import", params, title=msg("title.dataset_import", name=params["name"]))
 
     run.click(start, [name, files, folder, *widgets.values()], ctx.job_id, api_name="dataset_import")
 
@@ -152,7 +162,7 @@ def build(ctx: UIContext) -> None:
 
     def show_all(ds: str, p: float) -> list:
         md, r, sk = stats_markdown(ctx, ds)
-        return [md, r, sk, *show_page(ds, p)]
+        return [md, i18n_table(r, RATE_KEYS), i18n_table(sk, SKIPPED_KEYS), *show_page(ds, p)]
 
     view_outputs = [summary, rates, skipped, *players]
     name.change(lambda ds: show_all(ds, 1), [name], view_outputs).then(lambda: 1, None, page)

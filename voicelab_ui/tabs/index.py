@@ -7,11 +7,13 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.rvc.index import IndexParams
 from engines.rvc.ops.catalog import feature_versions, list_experiments, list_indexes
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
-from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
+from voicelab_ui.i18n import add, t, ui_text
+from voicelab_ui.i18n import table as i18n_table
+from voicelab_ui.widgets import error_text, outcome_line, param_widgets, submit_job, values_to_params
 
 add({
     "ix.experiment": ("Experiment", "实验"),
@@ -38,7 +40,7 @@ def features_note(ctx: UIContext, exp: str) -> tuple[str, Any]:
     try:
         versions = feature_versions(ctx.ws, exp)
     except VoiceLabError as exc:
-        return exc.message, gr.update()
+        return error_text(exc), gr.update()
     if not versions:
         return f"✘ `{exp}`: no extracted features yet (3_feature256/ or 3_feature768/).", gr.update()
     return f"`{exp}`: features for {', '.join(versions)}", gr.update(value=versions[-1])
@@ -62,6 +64,20 @@ def result_rows(res: dict) -> list[list]:
     ]
 
 
+RESULT_KEYS = ("ix.col.field", "ix.col.value")
+EXISTING_KEYS = ("ix.col.name", "ix.col.mb", "ix.col.modified", "ix.col.path")
+RESULT_HEADERS = ["", "value"]
+EXISTING_HEADERS = ["name", "MB", "modified", "path"]
+add({
+    "ix.col.field": ("item", "项目"),
+    "ix.col.value": ("value", "值"),
+    "ix.col.name": ("name", "名称"),
+    "ix.col.mb": ("MB", "MB"),
+    "ix.col.modified": ("modified", "修改时间"),
+    "ix.col.path": ("path", "路径"),
+})
+
+
 def build(ctx: UIContext) -> None:
     with gr.Row():
         exp = gr.Dropdown(choices=list_experiments(ctx.ws), value=None, allow_custom_value=True,
@@ -75,27 +91,28 @@ def build(ctx: UIContext) -> None:
     run = gr.Button(t("ix.build"), variant="primary", elem_id="vl-ix-build")
     with gr.Accordion(t("ix.result"), open=True):
         result_md = gr.Markdown(elem_id="vl-ix-result")
-        result = gr.Dataframe(headers=["", "value"], value=[], interactive=False, wrap=True, elem_id="vl-ix-table")
+        result = gr.Dataframe(headers=RESULT_HEADERS, value=[], interactive=False, wrap=True, elem_id="vl-ix-table")
     with gr.Accordion(t("ix.existing"), open=True):
-        existing = gr.Dataframe(headers=["name", "MB", "modified", "path"], value=index_rows(ctx), interactive=False,
+        existing = gr.Dataframe(headers=EXISTING_HEADERS, value=index_rows(ctx), interactive=False,
                                 wrap=True, elem_id="vl-ix-list")
 
     names = list(widgets)
 
     def start(e: str, *values: Any) -> str:
         if not e or not e.strip():
-            raise gr.Error("Pick an experiment.")
+            raise gr.Error(ui_text("err.pick_experiment"))
         params = values_to_params(IndexParams, names, values)
         params["exp_name"] = e.strip()
-        return submit_job(ctx, "rvc.index", params, title=f"Build the index of '{e.strip()}'")
+        return submit_job(ctx, "rvc.index", params, title=msg("title.index", exp=e.strip()))
 
     run.click(start, [exp, *widgets.values()], ctx.job_id, api_name="build_index")
     exp.change(lambda e: features_note(ctx, e), [exp], [note, widgets["version"]])
 
     def reload(e: str) -> tuple:
-        return gr.update(choices=list_experiments(ctx.ws), value=e), index_rows(ctx)
+        return gr.update(choices=list_experiments(ctx.ws), value=e), i18n_table(index_rows(ctx), EXISTING_KEYS)
 
     refresh.click(reload, [exp], [exp, existing])
+    ctx.demo.load(lambda e: reload(e)[1], [exp], existing)
 
     def after_job(marker: str, e: str) -> dict:
         job_id = (marker or "").split(":", 1)[0]
@@ -107,8 +124,9 @@ def build(ctx: UIContext) -> None:
         if rec.op != "rvc.index":
             return {result_md: gr.update()}  # (an empty dict would read as one value for all outputs)
         if rec.state != "done":
-            return {result_md: f"✘ **{rec.state}**: {rec.error or rec.message}", result: []}
+            return {result_md: outcome_line(rec), result: i18n_table([], RESULT_KEYS)}
         res = rec.result or {}
-        return {result_md: f"✔ {rec.message}", result: result_rows(res), existing: index_rows(ctx)}
+        return {result_md: f"✔ {rec.message}", result: i18n_table(result_rows(res), RESULT_KEYS),
+                existing: i18n_table(index_rows(ctx), EXISTING_KEYS)}
 
     ctx.job_finished.change(after_job, [ctx.job_finished, exp], [result_md, result, existing, exp])

@@ -12,13 +12,33 @@ import time
 import gradio as gr
 
 from engines.core.jobs import STATES
+from engines.core.messages import messages_of_ref
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, text, ui_language
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job
 
 add({
     "jobs.filter_op": ("Operation starts with", "操作名前缀"),
     "jobs.col.id": ("Id", "ID"),
+    "jobs.col.state": ("state", "状态"),
+    "jobs.col.operation": ("operation", "操作"),
+    "jobs.col.lane": ("lane", "通道"),
+    "jobs.col.device": ("device", "设备"),
+    "jobs.col.progress": ("progress", "进度"),
+    "jobs.col.message": ("message", "消息"),
+    "jobs.col.started": ("started", "开始时间"),
+    "jobs.col.duration": ("duration (s)", "耗时（秒）"),
+    "jobs.wcol.worker": ("worker", "工作进程"),
+    "jobs.wcol.lane": ("lane", "通道"),
+    "jobs.wcol.device": ("device", "设备"),
+    "jobs.wcol.pid": ("pid", "pid"),
+    "jobs.wcol.state": ("state", "状态"),
+    "jobs.wcol.job": ("job", "任务"),
+    "jobs.wcol.jobs_done": ("jobs done", "已完成任务"),
+    "jobs.wcol.idle": ("idle (s)", "空闲（秒）"),
+    "jobs.workers_stopped": ("{n} idle worker(s) stopped.", "已停止 {n} 个空闲工作进程。"),
+    "jobs.no_idle_worker": ("No idle worker to stop.", "没有可停止的空闲工作进程。"),
     "jobs.workers": ("Worker processes", "工作进程"),
     "jobs.workers_info": (
         "Each job runs in a worker process of its lane: training (one job per GPU set), listening (conversions, "
@@ -29,18 +49,23 @@ add({
     "jobs.free_gpu": ("Free GPU memory (stop idle workers)", "释放显存（停止空闲的工作进程）"),
 })
 
-COLUMNS = ["id", "state", "operation", "lane", "device", "progress", "message", "started", "duration (s)"]
-WORKER_COLUMNS = ["worker", "lane", "device", "pid", "state", "job", "jobs done", "idle (s)"]
+COLUMN_KEYS = ["jobs.col.id", "jobs.col.state", "jobs.col.operation", "jobs.col.lane", "jobs.col.device",
+               "jobs.col.progress", "jobs.col.message", "jobs.col.started", "jobs.col.duration"]
+COLUMNS = [text(k) for k in COLUMN_KEYS]
+WORKER_KEYS = ["jobs.wcol.worker", "jobs.wcol.lane", "jobs.wcol.device", "jobs.wcol.pid", "jobs.wcol.state",
+               "jobs.wcol.job", "jobs.wcol.jobs_done", "jobs.wcol.idle"]
+WORKER_COLUMNS = [text(k) for k in WORKER_KEYS]
 
 
-def history_rows(ctx: UIContext, state: str | None, op_prefix: str | None) -> list[list]:
+def history_rows(ctx: UIContext, state: str | None, op_prefix: str | None, lang: str = "en") -> list[list]:
     states = None if state in (None, "", "all") else [state]
     rows = []
     for r in ctx.runner.list(states, (op_prefix or "").strip(), limit=300):
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else ""
         dur = f"{r.duration:.1f}" if r.duration is not None else ""
         device = (r.worker or {}).get("device") or r.device
-        rows.append([r.id, r.state, r.op, r.lane, device, f"{r.progress * 100:.0f}%", r.message, started, dur])
+        rows.append([r.id, r.state_in(lang), r.op, text(f"lane.{r.lane}", lang), device, f"{r.progress * 100:.0f}%",
+                     r.message_in(lang), started, dur])
     return rows
 
 
@@ -54,6 +79,8 @@ def build(ctx: UIContext) -> None:
         state = gr.Dropdown(["all", *STATES], value="all", label=t("jobs.state"), scale=1)
         op_prefix = gr.Textbox(label=t("jobs.filter_op"), placeholder="rvc.", scale=2)
         refresh = gr.Button(t("jobs.refresh"), scale=0)
+    # headers as plain text (an endpoint's API description cannot hold translation objects); every load
+    # (page load included) sends them in the page's language with the rows
     table = gr.Dataframe(headers=COLUMNS, value=[], interactive=False, wrap=True, label=t("jobs.list"),
                          elem_id="vl-jobs-table")
     with gr.Row():
@@ -61,12 +88,14 @@ def build(ctx: UIContext) -> None:
         open_btn = gr.Button(t("jobs.open"), scale=0, elem_id="vl-jobs-open")
         retry_btn = gr.Button(t("jobs.retry"), scale=0)
 
-    def load(s: str, p: str) -> list[list]:
-        return history_rows(ctx, s, p)
+    def load(s: str, p: str) -> dict:
+        lang = ui_language()
+        return i18n_table(history_rows(ctx, s, p, lang), COLUMN_KEYS, lang)
 
     for ev in (refresh.click, state.change, op_prefix.submit):
         ev(load, [state, op_prefix], table)
     ctx.job_finished.change(load, [state, op_prefix], table)
+    ctx.demo.load(load, [state, op_prefix], table)
 
     def pick(evt: gr.SelectData, rows) -> str:
         try:
@@ -80,8 +109,8 @@ def build(ctx: UIContext) -> None:
     def retry(j: str | None) -> str:
         rec = ctx.runner.get((j or "").strip())
         if rec is None:
-            raise gr.Error("Choose a job first.")
-        return submit_job(ctx, rec.op, rec.params, title=rec.title)
+            raise gr.Error(text("jobs.choose_first", ui_language()))
+        return submit_job(ctx, rec.op, rec.params, title=messages_of_ref(rec.title_ref)[0] or rec.title)
 
     retry_btn.click(retry, [job_id], ctx.job_id)
     ctx.extras["jobs_reload"] = (load, [state, op_prefix], table)
@@ -93,11 +122,15 @@ def build(ctx: UIContext) -> None:
             workers_refresh = gr.Button(t("jobs.refresh"), scale=0)
             free_btn = gr.Button(t("jobs.free_gpu"), scale=0, elem_id="vl-jobs-free")
 
-    def free() -> list[list]:
-        n = ctx.runner.free_workers(None)
-        gr.Info(f"{n} idle worker(s) stopped." if n else "No idle worker to stop.")
-        return worker_rows(ctx)
+    def worker_table() -> dict:
+        return i18n_table(worker_rows(ctx), WORKER_KEYS)
 
-    workers_refresh.click(lambda: worker_rows(ctx), None, workers)
+    def free() -> dict:
+        n = ctx.runner.free_workers(None)
+        lang = ui_language()
+        gr.Info(text("jobs.workers_stopped", lang, n=n) if n else text("jobs.no_idle_worker", lang))
+        return worker_table()
+
+    workers_refresh.click(worker_table, None, workers)
     free_btn.click(free, None, workers)
-    ctx.job_finished.change(lambda: worker_rows(ctx), None, workers)
+    ctx.job_finished.change(worker_table, None, workers)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal, Sequence
 
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param, to_dict, validate
 from engines.rvc.pitch.f0 import F0_METHODS
 
@@ -224,6 +225,7 @@ class FileOutcome:
     ok: bool = False
     error: str | None = None
     hint: str | None = None
+    error_ref: str | None = None  # the error's catalogue id + params (engines.core.messages), to show it translated
     input_seconds: float = 0.0
     seconds: float = 0.0
     sample_rate: int = 0
@@ -389,7 +391,7 @@ def convert_files(
     out = Path(out_dir) if out_dir else ws.outputs
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    hooks.progress(0.0, "loading models")
+    hooks.progress(0.0, msg("progress.loading_models"))
     models = load_models(ws, model_path, index_path, params, encoder_path=encoder_path, rmvpe_path=rmvpe_path)
     load_s = time.perf_counter() - t0
     opts = options if options is not None else vc_options(ws, params, rmvpe_path)
@@ -401,7 +403,7 @@ def convert_files(
         hooks.check_cancel()
         outcome = FileOutcome(input=str(src))
         sub = hooks.scaled(i / len(files), (i + 1) / len(files))
-        sub.progress(0.0, f"converting {src.name}")
+        sub.progress(0.0, msg("progress.converting_file", name=src.name))
         start = time.perf_counter()
         target = out / output_name(src, Path(model_path), params)
         try:
@@ -420,7 +422,7 @@ def convert_files(
         except Cancelled:
             raise
         except VoiceLabError as exc:
-            outcome.error, outcome.hint = exc.message, exc.hint or None
+            outcome.error, outcome.hint, outcome.error_ref = exc.message, exc.hint or None, exc.ref() or None
             hooks.log(f"{src.name}: {exc.message}")
         except Exception as exc:  # a bug or an unexpected library error: report it, keep going
             outcome.error = f"{type(exc).__name__}: {exc}"
@@ -439,7 +441,7 @@ def convert_files(
             hooks.log(f"{src.name} -> {target.name} ({outcome.seconds:.1f} s)")
         report.files.append(outcome)
     report.seconds = time.perf_counter() - t0
-    hooks.progress(1.0, f"{len(report.converted)}/{len(files)} converted")
+    hooks.progress(1.0, msg("progress.converted_files", done=len(report.converted), total=len(files)))
     return report
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.rvc.infer.buffers import RawFile
 from engines.rvc.infer.pipeline import Models, StageTimes, VCOptions, convert_array, run_segments
 from engines.rvc.infer.steps import SR16, fix_length, highpass, input_divisor, level_gain, rms_envelope, rms_gain
@@ -194,7 +195,7 @@ def _convert_file_streamed(models: Models, in_path: Path, out_path: Path, fmt: s
                     staged.write(y)
             if want is not None and staged.n < want:
                 staged.write(np.zeros(want - staged.n, np.float32))
-            hooks.progress(0.95, "writing output")
+            hooks.progress(0.95, msg("progress.writing_output"))
         with times("write"):
             level = np.float32(level_gain(peak_out, opts.normalize))
             with open_writer(out_path, out_sr, fmt) as write:

@@ -69,6 +69,7 @@ import numpy as np
 
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.rvc.infer.buffers import ArrayReader, ListWriter, Reader, read_reflect
 from engines.rvc.infer.segment import Models, vc_segment
 from engines.rvc.infer.steps import (
@@ -261,7 +262,7 @@ def run_segments(models: Models, src: Reader, sink: Any, opts: VCOptions, times:
                 sink.write(piece)
             emitted += piece.shape[0]
             done_in += planned
-            hooks.progress(done_in / max(n, 1), f"converted {done_in / SR16:.0f}/{n / SR16:.0f} s")
+            hooks.progress(done_in / max(n, 1), msg("progress.converted_seconds", done=done_in / SR16, total=n / SR16))
 
 
 def convert_array(models: Models, audio16k: np.ndarray, opts: VCOptions, hooks: Hooks | None = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.core.errors import InvalidInputError
+from engines.core.messages import msg
 from engines.core.settings import Workspace
 from engines.rvc.train.experiment import experiment_paths, list_checkpoints
 
@@ -122,14 +123,14 @@ def resolve_model(ws: Workspace, model: str) -> Path:
     """A model given as a path, or as a name (with or without .pth) in ``<workspace>/weights``."""
     model = (model or "").strip()
     if not model:
-        raise InvalidInputError("No model chosen.", "Pick a .pth model from the list or upload one.")
+        raise InvalidInputError(msg("model.none_chosen"))
     p = Path(model)
     if p.is_file():
         return p
     for cand in (ws.weights / model, ws.weights / f"{model}.pth"):
         if cand.is_file():
             return cand
-    raise InvalidInputError(f"Model not found: {model}", f"Put the .pth file in {ws.weights} or give its full path.")
+    raise InvalidInputError(msg("model.not_found", model=str(model), weights=str(ws.weights)))
 
 
 def resolve_index(ws: Workspace, index: str, model_path: Path) -> str | None:

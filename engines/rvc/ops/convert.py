@@ -14,6 +14,7 @@ from typing import Literal
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
 from engines.core.jsonable import jsonable
+from engines.core.messages import messages_of_ref, msg
 from engines.core.ops import Command, operation
 from engines.core.params import param, subset
 from engines.core.settings import Workspace, safe_name
@@ -71,14 +72,21 @@ def convert_op(p: ConvertJob, hooks: Hooks, ws: Workspace) -> dict:
                            rmvpe_path=p.rmvpe or None)
     if not report.converted:
         first = report.failed[0] if report.failed else None
-        raise InvalidInputError(
-            f"No file could be converted ({len(report.files)} tried)" + (f": {first.error}" if first else "."),
-            (first.hint if first and first.hint else "See the per-file errors in the log."),
-        )
+        error, hint = messages_of_ref(first.error_ref or "") if first else (None, "")
+        if first is None:
+            raise InvalidInputError(msg("convert.nothing_converted", tried=len(report.files)))
+        raise InvalidInputError(msg("convert.nothing_converted_because", tried=len(report.files),
+                                    error=error or first.error), hint or first.hint or msg("convert.see_log"))
     d = jsonable(report.to_dict())
+    used = Path(report.model).name + (f" + {Path(report.index).name}" if report.index else "")
+    counts = {"done": len(report.converted), "total": len(report.files), "model": used}
+    done = (msg("convert.summary_failed", **counts, failed=len(report.failed)) if report.failed
+            else msg("convert.summary", **counts))
     return {"summary": report.summary().splitlines()[0] + (f", {len(report.failed)} failed" if report.failed else ""),
+            "summary_message": done,
             "outputs": [f.output for f in report.converted],
-            "errors": [{"input": f.input, "error": f.error, "hint": f.hint} for f in report.failed],
+            "errors": [{"input": f.input, "error": f.error, "hint": f.hint, "error_ref": f.error_ref}
+                       for f in report.failed],
             "stage_totals": d["stage_totals"], "report": d, "details": report.summary(),
             "exit_code": 3 if report.failed else 0}
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, Sequence
 
 from engines.core.errors import InvalidInputError, MissingAssetError
 from engines.core.hooks import Hooks
+from engines.core.messages import msg
 from engines.core.ops import Command, operation
 from engines.core.params import param
 from engines.core.settings import Settings, Workspace, safe_name
@@ -66,7 +67,7 @@ def preflight(ws: Workspace, params: TrainParams, stages: Sequence[str], train: 
 
     safe_name(params.exp_name)
     if "preprocess" in stages and not params.skip_preprocess and not params.dataset.strip():
-        raise InvalidInputError("No dataset chosen.", "Choose a dataset (or a folder of audio), or tick 'skip preprocess'.")
+        raise InvalidInputError(msg("train.no_dataset"))
     if "f0" in stages and params.f0 and not params.skip_f0:
         problem = method_problem(params.f0_method, rmvpe_location(ws, params))
         if problem is not None:
@@ -81,11 +82,10 @@ def preflight(ws: Workspace, params: TrainParams, stages: Sequence[str], train: 
     if train and not _has_checkpoints(ws, params.exp_name):  # a resumed run never loads the pretrained files
         from engines.rvc.pretrained import check_pretrained
 
-        for path, what in ((params.pretrained_g, "generator (G)"), (params.pretrained_d, "discriminator (D)")):
+        for path, missing in ((params.pretrained_g, msg("train.pretrained_g_missing", path=str(params.pretrained_g))),
+                              (params.pretrained_d, msg("train.pretrained_d_missing", path=str(params.pretrained_d)))):
             if path and not Path(path).is_file():
-                raise InvalidInputError(f"Pretrained {what} not found: {path}",
-                                        "Fix the path, run `voicelab assets download ...` for it, or leave it empty "
-                                        "to train from scratch.")
+                raise InvalidInputError(missing, msg("train.pretrained_missing.hint"))
         check_pretrained(ws.settings, params.pretrained_g, params.pretrained_d, params.sr, params.version, params.f0)
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from engines.core.audio import as_mono
 from engines.core.errors import InvalidInputError, MissingAssetError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.core.params import param
 
 SAMPLE_RATE = 16000
@@ -443,5 +444,5 @@ def extract_f0(
     )
     f0 = fit_length(np.nan_to_num(np.asarray(f0, dtype=dtype), nan=0.0, posinf=0.0, neginf=0.0), n)
     f0[f0 < 0] = 0.0
-    hooks.progress(1.0, f"pitch ({method}) done")
+    hooks.progress(1.0, msg("progress.pitch_done", method=method))
     return f0

@@ -28,6 +28,7 @@ import numpy as np
 from engines.core.atomic import atomic_path, write_text
 from engines.core.errors import InvalidInputError, MissingAssetError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import msg
 from engines.rvc.train.experiment import (
     CONTENT_DIMS,
     ExperimentPaths,
@@ -202,7 +203,7 @@ def extract_pitch(
                      for n in names)
     if not force and cache.is_fresh("f0", key) and outputs_ok:
         hooks.log(f"Pitch ({method}): skipped, pieces and settings unchanged ({len(names)} cached).")
-        hooks.progress(1.0, "pitch cached")
+        hooks.progress(1.0, msg("progress.pitch_cached"))
         return StageResult("f0", 0, len(names), [], True, 0.0)
     resume = not force and cache.can_resume("f0", key)
     if not resume:
@@ -270,7 +271,7 @@ def extract_content(
     outputs_ok = all((out_dir / f"{n}.npy").exists() for n in names)
     if not force and cache.is_fresh("feature", key) and outputs_ok and mute_ready(paths, version, sr):
         hooks.log(f"Content features ({version}): skipped, pieces and encoder unchanged ({len(names)} cached).")
-        hooks.progress(1.0, "features cached")
+        hooks.progress(1.0, msg("progress.features_cached"))
         return StageResult("feature", 0, len(names), [], True, 0.0)
     resume = not force and cache.can_resume("feature", key)
     if not resume:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import Message, msg
 from engines.core.params import validate
 from engines.rvc.train.experiment import experiment_paths
 from engines.rvc.train.params import TrainParams, TrainResult
@@ -119,7 +120,8 @@ def run_torchrun(job: Any, params: TrainParams, hooks: Hooks, on_save: OnSave | 
         if "log" in msg:
             hooks.log(msg["log"])
         elif "progress" in msg:
-            hooks.progress(float(msg["progress"][0]), str(msg["progress"][1]))
+            text = msg["progress"][1]  # a catalogue message travels as its dict
+            hooks.progress(float(msg["progress"][0]), Message.from_dict(text) if isinstance(text, dict) else str(text))
         elif "saved" in msg and on_save is not None:
             on_save(msg["saved"])
         elif "result" in msg:
@@ -240,7 +242,7 @@ def prepare_experiment(ws: Any, params: TrainParams, hooks: Hooks | None = None,
                        exclude=set(held))
     hooks.log(f"filelist.txt: {n} entries" + (f" ({len(held)} piece(s) held out for previews: "
                                               f"{', '.join(held)})" if held else "") + ".")
-    hooks.progress(1.0, "data ready")
+    hooks.progress(1.0, msg("progress.data_ready"))
     return n
 
 

@@ -31,6 +31,7 @@ import torch
 from engines.core.atomic import torch_save
 from engines.core.errors import Cancelled, InvalidInputError
 from engines.core.hooks import Hooks
+from engines.core.messages import Message, msg
 from engines.rvc.train.experiment import ExperimentPaths, latest_checkpoint, list_checkpoints
 from engines.rvc.train.gan import GANTrainer, StepStats, build_networks, load_file, load_matching, load_pretrained
 from engines.rvc.train.params import TrainParams
@@ -121,8 +122,8 @@ class LineChannel(Channel):
     def log(self, line: str) -> None:
         self.send(log=line)
 
-    def progress(self, frac: float, msg: str) -> None:
-        self.send(progress=[frac, msg])
+    def progress(self, frac: float, msg: Any) -> None:
+        self.send(progress=[frac, msg.to_dict() if isinstance(msg, Message) else msg])
 
     def saved(self, record: dict[str, Any]) -> None:
         self.send(saved=record)
@@ -405,8 +406,8 @@ def _run_epochs(run: _Run) -> dict[str, Any]:
                     mean_dt = sum(step_times[-50:]) / len(step_times[-50:])
                     remaining = max(0, run_steps_planned - run_steps)
                     channel.progress(run_steps / max(1, run_steps_planned),
-                                     f"epoch {epoch}/{total_epochs} step {run.global_step} "
-                                     f"loss_mel {last.loss_mel:.3f} ETA {_fmt_eta(remaining * mean_dt)}")
+                                     msg("progress.train_epoch", epoch=epoch, epochs=total_epochs, step=run.global_step,
+                                         loss_mel=float(last.loss_mel), eta=_fmt_eta(remaining * mean_dt)))
                     if run.global_step % p.log_interval == 0 or run_steps == 1:
                         metrics.write({"kind": "step", "epoch": epoch, "step": run.global_step,
                                        "lr": trainer.optim_g.param_groups[0]["lr"], **last.as_dict(),

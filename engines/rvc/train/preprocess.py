@@ -28,6 +28,7 @@ import numpy as np
 
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
+from engines.core.messages import known_text, msg
 from engines.rvc.train.experiment import (
     StageCache,
     experiment_paths,
@@ -170,7 +171,7 @@ def run_tasks(
                 raise
             except Exception as exc:  # noqa: BLE001 - reported per file
                 failed(task, exc)
-            hooks.progress((i + 1) / total, f"{label} {i + 1}/{len(tasks)}")
+            hooks.progress((i + 1) / total, msg("progress.stage_count", label=known_text("stage", label), done=i + 1, total=len(tasks)))
         return results
 
     ctx = multiprocessing.get_context("spawn")
@@ -184,11 +185,11 @@ def run_tasks(
             try:
                 results[i] = fut.result()
             except cf.process.BrokenProcessPool as exc:
-                raise VoiceLabError(f"A {label} worker process died.", "Try fewer processes (less memory).") from exc
+                raise VoiceLabError(msg("job.worker_died", label=known_text("stage", label))) from exc
             except Exception as exc:  # noqa: BLE001
                 failed(tasks[i], exc)
             done += 1
-            hooks.progress(done / total, f"{label} {done}/{len(tasks)}")
+            hooks.progress(done / total, msg("progress.stage_count", label=known_text("stage", label), done=done, total=len(tasks)))
             if hooks.cancelled:
                 raise Cancelled()
     finally:
@@ -237,7 +238,7 @@ def preprocess_dataset(
     if not force and cache.is_fresh("preprocess", key) and paths.gt_wavs.is_dir() and paths.wavs16k.is_dir():
         pieces = len(paths.piece_names())
         hooks.log(f"Preprocess: skipped, dataset and settings unchanged ({len(files)} files, {pieces} pieces cached).")
-        hooks.progress(1.0, "preprocess cached")
+        hooks.progress(1.0, msg("progress.preprocess_cached"))
         return PreprocessResult(paths.root, len(files), pieces, cached=True, key=key,
                                 dropped=int((entry or {}).get("dropped", 0)))
 

@@ -17,13 +17,15 @@ import gradio as gr
 from engines.ab import sessions as ab
 from engines.ab.ops import read_cosyvoice_pending
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.params import build as build_params
 from engines.core.paths import confine
 from engines.dataset.stats import list_clips, list_datasets
 from engines.rvc.infer.convert import ConvertParams
 from engines.rvc.ops.catalog import list_experiments, list_models
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.rvc_forms import (
     confined_index,
     confined_model,
@@ -32,7 +34,7 @@ from voicelab_ui.rvc_forms import (
     index_choices,
     link_preset,
 )
-from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
+from voicelab_ui.widgets import outcome_line, param_widgets, submit_job, user_error, values_to_params
 
 MAX_CLIPS = 500
 
@@ -72,6 +74,9 @@ add({
 })
 
 RANK_HEADERS = ["#", "candidate", "win rate", "W", "L", "T", "games", "BT score"]
+RANK_KEYS = tuple(f"ab.col.{i}" for i in range(len(RANK_HEADERS)))
+add(dict(zip(RANK_KEYS, (("#", "#"), ("candidate", "候选"), ("win rate", "胜率"), ("W", "胜"), ("L", "负"), ("T", "平"),
+                         ("games", "场次"), ("BT score", "BT 分数")))))
 
 
 # -- data helpers -----------------------------------------------------------------------------
@@ -271,7 +276,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     def source_path(src: str | None) -> str:
         if not src:
-            raise gr.Error("Upload a source clip or pick one from a dataset.")
+            raise gr.Error(ui_text("err.ab_source"))
         try:
             return str(confine(ws, src, "source clip"))
         except VoiceLabError as exc:
@@ -279,7 +284,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
 
     def launch(session: ab.ABSession) -> tuple:
         job = submit_job(ctx, "ab.render", {"session": session.id},
-                         title=f"A/B: {len(session.candidates)} candidates, {len(session.pairs)} pair(s)")
+                         title=msg("title.ab", n=len(session.candidates), pairs=len(session.pairs)))
         return job, session.id, f"{len(session.candidates)} candidates, {len(session.pairs)} pair(s) — converting…"
 
     def params_a(f0: str, values: tuple) -> dict[str, Any]:
@@ -294,7 +299,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             if not all_:
                 cks = [c for c in cks if c.label in set(chosen or [])]
             if len(cks) < 2:
-                raise gr.Error("Pick at least two saved checkpoints (weights/<experiment>_e<E>_s<S>.pth).")
+                raise gr.Error(ui_text("err.ab_two_ckpts"))
             params = changed_params(params_a(f0, values))
             index_path = confined_index(ws, idx, cks[0].path)
             cands = [ab.Candidate(model=str(c.path), params=params, index=index_path, label=c.label) for c in cks]
@@ -306,7 +311,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     def start_models(src: str, ms: list, idx: str, bl: bool, f0: str, *values: Any) -> tuple:
         path = source_path(src)
         if len(ms or []) < 2:
-            raise gr.Error("Pick two or more models.")
+            raise gr.Error(ui_text("err.ab_two_models"))
         try:
             params = changed_params(params_a(f0, values))
             cands = []
@@ -329,7 +334,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
             vb_dict["f0_method"] = f0b
             pb = changed_params(vb_dict)
             if pa == pb:
-                raise gr.Error("The two parameter sets are the same; change something in set B.")
+                raise gr.Error(ui_text("err.ab_same_params"))
             index_path = confined_index(ws, idx, mp)
             la, lb = param_set_labels(mp.stem, pa, pb)
             session = ab.create_session(ws, path, [ab.Candidate(model=str(mp), params=pa, index=index_path, label=la),
@@ -391,7 +396,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
                   + (" · blind" if session.blind else ""))
         return [idx, header, la, view["A"], lb, view["B"], *[gr.update(interactive=not voted)] * 3,
                 view["comment"] if voted else "", gr.update(visible=voted and not done),
-                rank_update, ranking_rows(ws, target)]
+                rank_update, i18n_table(ranking_rows(ws, target), RANK_KEYS)]
 
     def t_pair(i: int, n: int) -> str:
         return f"**{i + 1} / {n}**"
@@ -399,7 +404,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     def cast(choice: str) -> Any:
         def do_vote(sid: str, idx: int, text: str) -> list:
             if not sid or idx is None or idx < 0:
-                raise gr.Error("No pair to vote on yet: start a comparison first.")
+                raise gr.Error(ui_text("err.ab_no_pair"))
             try:
                 ab.vote(ws, sid, int(idx), choice, text or "")
             except VoiceLabError as exc:
@@ -414,7 +419,8 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
     vote_b.click(cast("B"), [session_id, pair_idx, comment], pair_outputs)
     vote_tie.click(cast("tie"), [session_id, pair_idx, comment], pair_outputs)
     next_btn.click(lambda sid: show_pair(sid), [session_id], pair_outputs)
-    rank_of.change(lambda tg: ranking_rows(ws, tg), [rank_of], rank_table)
+    rank_of.change(lambda tg: i18n_table(ranking_rows(ws, tg), RANK_KEYS), [rank_of], rank_table)
+    ctx.demo.load(lambda tg: i18n_table(ranking_rows(ws, tg), RANK_KEYS), [rank_of], rank_table)
     ctx.demo.load(lambda sid: show_pair(sid), [session_id], pair_outputs)
     ctx.demo.load(pending_view, None, [pending_row, pending_md])
 
@@ -424,7 +430,7 @@ def build(ctx: UIContext) -> None:  # noqa: C901  (one page of wiring)
         if rec is None or rec.op != "ab.render":
             return [sid, *[gr.update()] * (len(pair_outputs) + 1)]
         if rec.state != "done":
-            return [sid, f"✘ **{rec.state}**: {rec.error or rec.message}", *[gr.update()] * len(pair_outputs)]
+            return [sid, outcome_line(rec), *[gr.update()] * len(pair_outputs)]
         new_sid = (rec.result or {}).get("session") or sid
         return [new_sid, f"✔ {rec.message}", *show_pair(new_sid)]
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engines.cosyvoice.catalog import list_experiments
 from engines.cosyvoice.ops import AssembleJob
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, ui_text
 from voicelab_ui.widgets import submit_job, values_to_params
 
 from .parts import Parts, result_markdown
@@ -33,7 +33,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def start_assemble(exp: str | None, *values) -> str:
         if not exp:
-            raise gr.Error("Pick the experiment to average.")
+            raise gr.Error(ui_text("err.pick_average"))
         params = values_to_params(AssembleJob, asm_names, values)
         params["exp_name"] = exp
         return submit_job(ctx, "cosyvoice.assemble", params, title=f"Average and assemble '{exp}'")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from voicelab_ui.context import UIContext
+from voicelab_ui.widgets import outcome_line
 
 # (finished job record, values of the result inputs) -> {component: update}
 JobHandler = Callable[[Any, dict], dict]
@@ -45,6 +46,4 @@ def job_result(ctx: UIContext, marker: str) -> Any:
 
 
 def result_markdown(rec: Any) -> str:
-    if rec.state == "done":
-        return f"✔ {rec.message}"
-    return f"✘ **{rec.state}**: {rec.error or rec.message}"
+    return outcome_line(rec)

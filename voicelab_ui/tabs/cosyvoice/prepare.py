@@ -6,8 +6,9 @@ from typing import Any
 
 import gradio as gr
 
+from engines.core.messages import msg
 from engines.cosyvoice.dataprep import PrepareParams, default_model_dir, iter_prepared
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, ui_text
 from voicelab_ui.widgets import submit_job, values_to_params
 
 from .parts import Parts, result_markdown
@@ -26,10 +27,10 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def start_prepare(ds: str, name: str, *values) -> str:
         if not ds:
-            raise gr.Error("Pick a dataset in step 1 first.")
+            raise gr.Error(ui_text("err.pick_dataset_step1"))
         params = values_to_params(PrepareParams, prep_names, values)
         params.update(dataset=ds, out_name=(name or "").strip() or ds)
-        return submit_job(ctx, "cosyvoice.prepare", params, title=f"Prepare CosyVoice data from '{ds}'")
+        return submit_job(ctx, "cosyvoice.prepare", params, title=msg("title.cv_prepare", dataset=ds))
 
     prepare_btn.click(start_prepare, [parts.c["dataset"], out_name, *prep_w.values()], ctx.job_id,
                       api_name="cosyvoice_prepare")

@@ -12,7 +12,7 @@ from engines.cosyvoice.catalog import synth_model_dirs
 from engines.cosyvoice.dataprep import default_model_dir
 from voicelab_ui.api import client_json
 from voicelab_ui.i18n import t
-from voicelab_ui.widgets import submit_job
+from voicelab_ui.widgets import error_text, submit_job
 
 from .parts import Parts
 from .strings import BAD, DOWNLOAD_HINT, INFO, MARK, OK, WARN
@@ -115,7 +115,7 @@ def build(ctx: Any, parts: Parts) -> None:
         try:  # a model dir only from the configured model roots: its yaml is code
             return doctor_markdown(ws, confine_value(ws, model_dir, "model dir", MODEL_DIR) or None, fresh)
         except VoiceLabError as exc:
-            return f"{exc.message} {exc.hint}".strip()
+            return error_text(exc)
         except Exception as exc:  # the status view must never break the page
             return f"Status check failed: {type(exc).__name__}: {exc}"
 

@@ -9,12 +9,13 @@ import gradio as gr
 
 from engines.ab.ops import send_to_ab
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import MODEL_DIR, READ, confine, confine_value
 from engines.cosyvoice.catalog import all_checkpoints, synth_model_dirs
 from engines.cosyvoice.synth import SynthParams
 from engines.rvc.infer.convert import ConvertParams
 from engines.rvc.ops.catalog import list_models
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, ui_text
 from voicelab_ui.rvc_forms import f0_method_choices, form_overrides, index_choices
 from voicelab_ui.widgets import param_widgets, submit_job, user_error, values_to_params
 
@@ -131,7 +132,7 @@ def build(ctx: Any, parts: Parts) -> None:
                      checkpoint: str | None, values: tuple) -> dict:
         params = values_to_params(SynthParams, syn_names, values)
         if not model_dir:
-            raise gr.Error("Pick a model first.")
+            raise gr.Error(ui_text("err.pick_model"))
         if wav:
             try:
                 wav = str(confine(ws, wav, "prompt audio"))
@@ -145,7 +146,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def start_synth(model_dir, speaker, wav, preset, instruct, checkpoint, *values) -> str:
         params = synth_params(model_dir, speaker, wav, preset, instruct, checkpoint, values)
-        return submit_job(ctx, "cosyvoice.synth", params, title=f"Synthesize with {Path(model_dir).name}")
+        return submit_job(ctx, "cosyvoice.synth", params, title=msg("title.cv_synth", model=Path(model_dir).name))
 
     synth_btn.click(start_synth, [*synth_inputs, *syn_w.values()], ctx.job_id, api_name="cosyvoice_synth")
 
@@ -171,7 +172,7 @@ def build(ctx: Any, parts: Parts) -> None:
         params["presets"] = list(preset_names or [])
         params["checkpoints"] = [c for c in (ckpts or [])]
         if not (params["speeds"] or params["presets"] or params["checkpoints"]):
-            raise gr.Error("Choose at least one speed, preset or checkpoint to compare.")
+            raise gr.Error(ui_text("err.pick_compare"))
         return submit_job(ctx, "cosyvoice.synth", params, title=f"Compare grid with {Path(model_dir).name}")
 
     grid_btn.click(start_grid, [*synth_inputs, grid_speeds, grid_presets, grid_ckpts, *syn_w.values()], ctx.job_id,

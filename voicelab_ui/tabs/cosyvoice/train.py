@@ -8,10 +8,12 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import InvalidInputError
+from engines.core.messages import msg
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
 from engines.cosyvoice.train import CosyTrainParams, read_metrics
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, text, ui_language, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.machine_view import build_machine, build_tensorboard, machine_values, wire_tensorboard
 from voicelab_ui.widgets import submit_job, values_to_params
 
@@ -20,6 +22,17 @@ from .strings import PLOT_SECONDS, form
 
 MAIN_FIELDS = ["exp_name", "model_dir", "models", "max_epoch", "lr", "accum_grad", "max_frames_in_batch",
                "save_per_step"]
+
+
+CKPT_KEYS = ("cv.col.model", "cv.col.checkpoint", "cv.col.cv_loss", "cv.col.path")
+
+
+def _plots(loss: Any, acc: Any) -> tuple[Any, Any]:
+    """The two curves with axis titles in the page's language."""
+    lang = ui_language()
+    batch = text("plot.batch", lang)
+    return (gr.LinePlot(value=loss, x_title=batch, y_title=text("plot.loss", lang)),
+            gr.LinePlot(value=acc, x_title=batch, y_title=text("plot.acc", lang)))
 
 
 def metrics_frames(ws: Any, exp: str) -> tuple[Any, Any]:
@@ -76,8 +89,8 @@ def build(ctx: Any, parts: Parts) -> None:
         params = values_to_params(CosyTrainParams, train_names, values)
         params["data"] = (data or "").strip()
         if not params["data"] and not params.get("train_data"):
-            raise gr.Error("Pick the prepared data (step 2) or give a train data.list.")
-        return submit_job(ctx, "cosyvoice.train", params, title=f"Fine-tune CosyVoice ({params.get('exp_name')})")
+            raise gr.Error(ui_text("err.pick_data"))
+        return submit_job(ctx, "cosyvoice.train", params, title=msg("title.cv_train", exp=str(params.get("exp_name"))))
 
     train_btn.click(start_train, [data_dd, *train_w.values()], ctx.job_id, api_name="cosyvoice_train")
     data_refresh.click(lambda d: gr.update(choices=list(iter_prepared(ws)), value=d), [data_dd], data_dd)
@@ -92,7 +105,7 @@ def build(ctx: Any, parts: Parts) -> None:
         if new_stamp == stamp:
             return gr.update(), gr.update(), gr.update(), stamp, gr.update(), gr.update()
         loss, acc = metrics_frames(ws, exp)
-        return (loss, acc, checkpoint_rows(ws, exp), new_stamp,
+        return (*_plots(loss, acc), i18n_table(checkpoint_rows(ws, exp), CKPT_KEYS), new_stamp,
                 *machine_values(read_metrics(path, system=True) if path is not None else []))
 
     exp_name_w = train_w["exp_name"]
@@ -104,8 +117,9 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def after_train(rec: Any, v: dict) -> dict:
         exp = rec.params.get("exp_name", "")
-        loss, acc = metrics_frames(ws, exp)
-        return {train_msg: result_markdown(rec), ckpt_table: checkpoint_rows(ws, exp), loss_plot: loss, acc_plot: acc,
+        loss, acc = _plots(*metrics_frames(ws, exp))
+        return {train_msg: result_markdown(rec), ckpt_table: i18n_table(checkpoint_rows(ws, exp), CKPT_KEYS),
+                loss_plot: loss, acc_plot: acc,
                 parts.c["exp"]: gr.update(choices=list_experiments(ws), value=exp)}
 
     parts.on_job("cosyvoice.train", [train_msg, ckpt_table, loss_plot, acc_plot, "exp"], after_train)

@@ -12,7 +12,8 @@ from engines.core.paths import confine
 from engines.dataset.asr import AsrParams
 from engines.dataset.stats import list_datasets
 from voicelab_ui.api import client_json
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, user_error, values_to_params
 
 from .parts import Parts, result_markdown
@@ -29,6 +30,9 @@ def transcript_rows(ws: Any, dataset: str) -> list[dict]:
     except VoiceLabError:
         return []
     return [dataclasses.asdict(r) for r in rows]
+
+
+TABLE_KEYS = ("cv.col.clip", "cv.col.seconds", "cv.col.text", "cv.col.state")
 
 
 def table_value(rows: list[dict]) -> list[list]:
@@ -74,7 +78,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def load_table(ds: str) -> tuple:
         rows = transcript_rows(ws, ds)
-        return table_value(rows), rows
+        return i18n_table(table_value(rows), TABLE_KEYS), rows
 
     def reload_datasets(ds: str | None):
         return gr.update(choices=list_datasets(ws), value=ds)
@@ -87,7 +91,7 @@ def build(ctx: Any, parts: Parts) -> None:
 
     def start_transcribe(ds: str, *values) -> str:
         if not ds:
-            raise gr.Error("Pick a dataset first.")
+            raise gr.Error(ui_text("err.pick_dataset"))
         params = values_to_params(AsrParams, asr_names, values)
         params["dataset"] = ds
         return submit_job(ctx, "dataset.transcribe", params, title=f"Transcribe dataset '{ds}'")
@@ -107,7 +111,7 @@ def build(ctx: Any, parts: Parts) -> None:
         from engines.dataset.transcripts import drop_clip, set_text
 
         if not ds or not cid:
-            raise gr.Error("Click a clip in the table first.")
+            raise gr.Error(ui_text("err.click_clip"))
         try:
             if action == "text":
                 set_text(ws.dataset_dir(ds), cid, text_value)
@@ -125,12 +129,12 @@ def build(ctx: Any, parts: Parts) -> None:
         from engines.dataset.transcripts import import_transcripts
 
         if not ds:
-            raise gr.Error("Pick a dataset first.")
+            raise gr.Error(ui_text("err.pick_dataset"))
         try:
             source = None
             if not beside:
                 if not upload:
-                    raise gr.Error("Upload a transcript list first.")
+                    raise gr.Error(ui_text("err.upload_list"))
                 source = confine(ws, upload, "uploaded file")
             rep = import_transcripts(ws.dataset_dir(ds), source)
         except VoiceLabError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from engines.core.errors import VoiceLabError
+from engines.core.messages import msg
 from engines.core.paths import confine_value
 from engines.core.settings import safe_name
 from engines.dataset.stats import list_datasets
@@ -30,7 +31,8 @@ from engines.rvc.ops.catalog import (
 from engines.rvc.train.params import TrainParams
 from voicelab_ui.api import client_json
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import t
+from voicelab_ui.i18n import t, text, ui_language, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.tabs.rvc_train.helpers import (
     asset_rows,
     SCORE_COLUMNS,
@@ -52,7 +54,7 @@ from voicelab_ui.machine_view import build_machine, build_tensorboard, wire_tens
 from voicelab_ui.tabs.rvc_train.machine import experiment_logdir, loss_colors, machine_frame
 from voicelab_ui.tabs.rvc_train.previews import build_previews, wire_previews
 from voicelab_ui.tabs.rvc_train.strings import OWN_HELP
-from voicelab_ui.widgets import param_widgets, submit_job, values_to_params
+from voicelab_ui.widgets import error_text, param_widgets, submit_job, values_to_params
 
 REFRESH_SECONDS = 2.0
 MAIN_ROWS = (("sr", "version", "f0_method", "f0"), ("total_epoch", "batch_size", "save_every_epoch"),
@@ -62,6 +64,7 @@ NOT_SHOWN = ("exp_name", "dataset", "segment_size", "model_config", "preview_cli
 # Settings an experiment must keep between runs (filled in when an experiment is picked).
 EXPERIMENT_FIELDS = ("dataset", "sr", "version", "f0", "f0_method")
 SAVED_HEADERS = ("kind", "file", "epoch", "step", "size", "saved at", *(c for _, c in SCORE_COLUMNS))
+SAVED_KEYS = tuple(f"rvc.tr.col.{i}" for i in range(len(SAVED_HEADERS)))  # (strings.py has both languages)
 
 __all__ = ["asset_rows", "assets_markdown", "build", "default_f0_method", "f0_choices", "loss_frames",
            "pretrained_for", "saved_rows", "standard_pretrained", "view_stamp"]
@@ -140,7 +143,7 @@ def build(ctx: UIContext) -> None:
             rows = asset_rows(ws, sr, version, bool(f0), f0_method, hubert_path, rmvpe_path, pre_g, pre_d)
             return assets_markdown(rows, f0_choices(ws, rmvpe_path)[1])
         except VoiceLabError as exc:
-            return f"{exc.message} {exc.hint}".strip()
+            return error_text(exc)
         except Exception as exc:  # the status view must never break the page
             return f"Model file check failed: {type(exc).__name__}: {exc}"
 
@@ -172,8 +175,12 @@ def build(ctx: UIContext) -> None:
             return [*[gr.update()] * 5, old_stamp, timer_update, *[gr.update()] * len(previews.outputs),
                     gr.update(), gr.update()]
         loss_df, lr_df = loss_frames(ws, name)
-        return [loss_df, lr_df, score_frame(ws, name), best_markdown(ws, name), saved_rows(ws, name), new_stamp,
-                timer_update, *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
+        lang = ui_language()  # axis titles and table headers in the page's language
+        return [gr.LinePlot(value=loss_df, x_title=text("plot.step", lang), y_title=text("plot.loss", lang)),
+                gr.LinePlot(value=lr_df, x_title=text("plot.step", lang), y_title=text("plot.lr", lang)),
+                score_frame(ws, name), best_markdown(ws, name),
+                i18n_table(saved_rows(ws, name), SAVED_KEYS, lang), new_stamp, timer_update,
+                *previews.values(ws, name, save, latest), *machine_frame(ws, name)]
 
     view_outputs = [loss_plot, lr_plot, score_plot, best_md, saved, stamp, timer, *previews.outputs,
                     machine_plot, machine_md]
@@ -205,7 +212,7 @@ def build(ctx: UIContext) -> None:
     def job_params(name: str | None, ds: str | None, clip: str | None, values: tuple) -> dict:
         name = (name or "").strip()
         if not name:
-            raise gr.Error("Give the experiment a name (or pick an existing one).")
+            raise gr.Error(ui_text("err.exp_name"))
         safe_name(name)
         params = values_to_params(TrainParams, names, values)
         params.update(exp_name=name, dataset=(ds or "").strip(), preview_clip=(clip or "").strip())
@@ -213,11 +220,11 @@ def build(ctx: UIContext) -> None:
 
     def start_preprocess(name, ds, clip, *values) -> str:
         params = job_params(name, ds, clip, values)
-        return submit_job(ctx, "rvc.preprocess", params, title=f"RVC preprocess + extract '{params['exp_name']}'")
+        return submit_job(ctx, "rvc.preprocess", params, title=msg("title.rvc_preprocess", exp=params["exp_name"]))
 
     def start_train(name, ds, clip, *values) -> str:
         params = job_params(name, ds, clip, values)
-        return submit_job(ctx, "rvc.train", params, title=f"RVC train '{params['exp_name']}'")
+        return submit_job(ctx, "rvc.train", params, title=msg("title.rvc_train", exp=params["exp_name"]))
 
     job_inputs = [exp, dataset, preview_clip, *widgets.values()]
     preprocess_btn.click(start_preprocess, job_inputs, ctx.job_id, api_name="rvc_preprocess")

@@ -14,6 +14,7 @@ from engines.rvc.ops.catalog import read_metrics, saved_files
 from engines.rvc.ops.train import pretrained_asset_names, pretrained_paths
 from engines.rvc.train.previews import read_previews
 from voicelab_ui.context import UIContext
+from voicelab_ui.widgets import outcome_line
 
 MAX_PLOT_POINTS = 1500  # per series; longer runs are thinned evenly
 LOSS_SERIES = (("loss_gen_all", "G total"), ("loss_mel", "mel"), ("loss_kl", "kl"), ("loss_fm", "fm"),
@@ -209,9 +210,7 @@ def last_run_params(ctx: UIContext, exp: str) -> dict[str, Any]:
 
 
 def result_markdown(rec: Any) -> str:
-    if rec.state == "done":
-        return f"{OK} {rec.message}"
-    return f"{BAD} **{rec.state}**: {rec.error or rec.message}"
+    return outcome_line(rec, OK, BAD)
 
 
 # -- previews of each save

@@ -153,3 +153,8 @@ FIELD_STRINGS.update({f"help.{name}": FIELD_STRINGS[f"param.{name}"] for name in
 for _key, _value in FIELD_STRINGS.items():
     STRINGS.setdefault(_key, _value)
 add({f"rvc.tr.help.{name}": value for name, value in OWN_HELP.items()})
+# the saved-files table's headers (SAVED_HEADERS in __init__.py), set with every row update
+add(dict(zip((f"rvc.tr.col.{i}" for i in range(10)),
+             (("kind", "类型"), ("file", "文件"), ("epoch", "轮次"), ("step", "步数"), ("size", "大小"),
+              ("saved at", "保存时间"), ("speaker sim", "音色相似度"), ("pitch err (cents)", "音高误差（音分）"),
+              ("CER", "字错率"), ("held-out mel L1", "留出集 mel L1")))))

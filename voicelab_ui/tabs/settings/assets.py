@@ -23,7 +23,8 @@ from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.paths import IMPORT_SOURCE, confine
 from voicelab_ui import import_form
 from voicelab_ui.context import UIContext
-from voicelab_ui.i18n import add, t
+from voicelab_ui.i18n import add, t, ui_text
+from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.widgets import submit_job, user_error
 
 add({
@@ -77,6 +78,8 @@ add({
     "assets.download_missing": ("Download all missing", "下载全部缺失文件"),
 })
 
+TABLE_KEYS = ("assets.col_name", "assets.col_status", "assets.col_path", "assets.col_size", "assets.col_features")
+FEATURE_KEYS = ("assets.col_feature", "assets.col_ready", "assets.col_needs")
 ICONS = {"present": "✅", "missing": "❌"}
 PACKAGE_NOTE = "(Python package)"
 
@@ -154,7 +157,8 @@ def build(ctx: UIContext) -> None:
 
     def refresh_tables(verify_hashes: bool = False) -> tuple:
         try:
-            return current_tables(ctx, verify=verify_hashes)
+            rows, feats, choices = current_tables(ctx, verify=verify_hashes)
+            return i18n_table(rows, TABLE_KEYS), i18n_table(feats, FEATURE_KEYS), choices
         except VoiceLabError as exc:
             raise user_error(exc) from exc
 
@@ -175,7 +179,7 @@ def build(ctx: UIContext) -> None:
 
     def start_download(selected: list[str] | None, src: str) -> str:
         if not selected:
-            raise gr.Error("Select the model files to download.")
+            raise gr.Error(ui_text("err.select_downloads"))
         return submit_job(ctx, "assets.download", {"names": list(selected), "source": src},
                           title=f"Download {len(selected)} model file(s)")
 
@@ -185,7 +189,7 @@ def build(ctx: UIContext) -> None:
         except VoiceLabError as exc:
             raise user_error(exc) from exc
         if not missing:
-            raise gr.Error("Nothing is missing.")
+            raise gr.Error(ui_text("err.nothing_missing"))
         return submit_job(ctx, "assets.download", {"names": missing, "source": src},
                           title=f"Download {len(missing)} missing model file(s)")
 
