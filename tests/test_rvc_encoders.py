@@ -141,7 +141,10 @@ def test_a_model_trained_with_another_encoder_converts_with_it(ws, tmp_path):
     params = ConvertParams(f0_method="pm", seed=1)
     with_own = convert_files(ws, voice, [src], params, out_dir=tmp_path / "a", encoder_path=enc)
     with_default = convert_files(ws, voice, [src], params, out_dir=tmp_path / "b", encoder_path=default)
+    recorded = convert_files(ws, voice, [src], params, out_dir=tmp_path / "c")  # no encoder given
     a, sr = sf.read(with_own.converted[0].output)
     b, _ = sf.read(with_default.converted[0].output)
+    c, _ = sf.read(recorded.converted[0].output)
     assert sr == 40000 and len(a) == len(b) == round(0.8 * 40000)
     assert np.abs(a - b).max() > 1e-3  # the encoder really changes what the voice hears
+    assert np.array_equal(a, c)  # and by default conversion uses the one the model was trained with

@@ -65,6 +65,13 @@ def test_catalogue_reads_official_and_custom_files(wsa, tmp_path):
     assert "RVC v1, not v2" in by_name["mix/f0G32k"]["why"]  # its D is a v1 discriminator
     assert not by_name["./junk"]["fits"] and "junk.pth" in by_name["./junk"]["why"]
     assert res["fitting"] == ["KLM", "mix/f0G40k"]
+    from voicelab_ui.tabs import rvc_train  # the Train tab offers exactly the fitting sets, labelled from the files
+
+    assert rvc_train.pretrained_sets(wsa, "40k", "v2", True) == [
+        ("KLM (RVC v2 40k generator with pitch)", "KLM"), ("mix/f0G40k (RVC v2 40k generator with pitch)", "mix/f0G40k")]
+    g, d = rvc_train.pretrained_set_files(wsa, "KLM", "40k", "v2", True)
+    assert g.endswith("G_KLM.pth") and d.endswith("D_KLM.pth")
+    assert rvc_train.pretrained_set_files(wsa, "mix/f0G32k", "40k", "v2", True) is None  # does not fit: not offered
     cache = json.loads((assets / ".pretrained-cache.json").read_text())
     assert len(cache) == 8 and all(v["stamp"] for v in cache.values())  # read once, remembered
     no_f0 = {r["name"]: r for r in run_inline("rvc.pretrained", {"sr": "40k", "f0": False}, wsa)["sets"]}

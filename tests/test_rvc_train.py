@@ -83,6 +83,9 @@ def test_train_two_epochs_resume_one_more_then_cancel(setup):
     assert list(final["config"]) == list(make("x").model_config)
     assert not any(k.startswith("enc_q.") for k in final["weight"])
     assert all(v.dtype == torch.float16 for v in final["weight"].values() if v.is_floating_point())
+    # trained on features of a (tiny) encoder outside the catalogue: every model says which, and where
+    assert final["embedder_model"] == "custom" and Path(final["embedder_path"]).name == "hubert"
+    assert json.loads((paths.root / "encoder.json").read_text())["embedder_path"] == final["embedder_path"]
 
     records = [json.loads(line) for line in paths.metrics.read_text().splitlines()]
     steps = [r for r in records if r["kind"] == "step"]

@@ -167,7 +167,8 @@ def test_tab_builds_translated_and_shows_what_a_run_needs(tmp_path, monkeypatch)
         rvc_train.build(ctx)
     assert i18n.missing_translations() == []
     used = i18n.USED_KEYS
-    assert {"rvc.tr.train", "rvc.tr.preprocess", "rvc.tr.assets", "rvc.tr.loss", "rvc.tr.advanced"} <= used
+    assert {"rvc.tr.train", "rvc.tr.preprocess", "rvc.tr.assets", "rvc.tr.loss", "rvc.tr.advanced",
+            "rvc.tr.pretrained_set"} <= used
     shown = {"sr", "version", "f0", "f0_method", "total_epoch", "batch_size", "save_every_epoch",
              "save_every_weights", "pretrained_g", "pretrained_d", "gpus", "skip_preprocess", "max_steps"}
     assert {f"param.{n}" for n in shown} <= used

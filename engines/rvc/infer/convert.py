@@ -307,6 +307,7 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
     from engines.rvc.index import DIM_OF_VERSION
     from engines.rvc.infer.segment import Models
     from engines.rvc.pitch.f0 import method_problem
+    from engines.rvc.encoders import DEFAULT_ENCODER, encoder_for_model, recorded_encoder
     from engines.rvc.weights import HUBERT, RMVPE, raise_first_problems
 
     device = device if device is not None else _device(ws)
@@ -317,7 +318,10 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
             f"(it has {vm.n_speakers} speaker embeddings).",
             f"Use a speaker id between 0 and {vm.n_speakers - 1}.",
         )
-    enc_path = HUBERT.resolve(encoder_path, ws.settings)
+    # The encoder the voice was trained with (models that record none: HuBERT base), unless one is given.
+    hubert_like = bool(encoder_path) or recorded_encoder(vm.encoder)[0] == DEFAULT_ENCODER
+    enc_path = (HUBERT.resolve(encoder_path, ws.settings) if hubert_like
+                else encoder_for_model({**vm.encoder, "path": str(vm.path)}, ws.settings))
     rmvpe = RMVPE.resolve(rmvpe_path, ws.settings)
     uses_rmvpe = bool(vm.f0) and params.f0_method == "rmvpe"
     problems: list[VoiceLabError] = [] if enc_path.exists() else [HUBERT.missing(enc_path, "voice conversion")]
@@ -326,7 +330,8 @@ def load_models(ws: Any, model_path: str | Path, index_path: str | Path | None, 
     raise_first_problems(problems)
     from engines.assets.check import weight_warning
 
-    warnings = [w for name, path in ((HUBERT.asset, enc_path), (RMVPE.asset, rmvpe if uses_rmvpe else None))
+    checked = ((HUBERT.asset, enc_path if hubert_like else None), (RMVPE.asset, rmvpe if uses_rmvpe else None))
+    warnings = [w for name, path in checked
                 if path is not None and (w := weight_warning(ws.settings, name, path))]
     encoder = get_encoder(enc_path, device)
     if hasattr(encoder, "dim") and encoder.dim(vm.version) != DIM_OF_VERSION[vm.version]:

@@ -36,6 +36,7 @@ class VoiceModel:
     device: str = "cpu"
     dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict)
+    encoder: dict[str, str] = field(default_factory=dict)  # the content encoder it was trained with (empty = HuBERT base)
 
     @property
     def short_hash(self) -> str:
@@ -128,4 +129,5 @@ def load_voice(path: str | Path, device: Any = "cpu", *, half: bool = False) -> 
         device=str(dev),
         dtype=dtype,
         extra={k: v for k, v in gen.extra.items() if isinstance(v, (str, int, float, bool))},
+        encoder=gen.encoder_fields(),
     )

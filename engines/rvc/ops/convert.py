@@ -51,8 +51,8 @@ class ConvertJob(ConvertParams):
     inputs: list[str] = param(default_factory=list, path="read", help="Audio files and/or folders", cli=False)
     index: str = param("auto", path="read", help="faiss .index file; 'auto' = the model's workspace index; '' = none")
     out_dir: str = param("", path="write", help="Output folder (default: <workspace>/outputs)")
-    hubert: str = param("", path="read", help="Content encoder hubert_base.pt or a transformers folder "
-                                              "(default: VOICELAB_HUBERT / settings / assets/hubert/hubert_base.pt)")
+    hubert: str = param("", path="read", help="Content encoder hubert_base.pt or a transformers folder (default: the one "
+                                              "the model records, else VOICELAB_HUBERT / settings / assets/hubert/hubert_base.pt)")
     rmvpe: str = param("", path="read", help="RMVPE weights for --f0-method rmvpe "
                                              "(default: VOICELAB_RMVPE / settings / assets/rmvpe/rmvpe.pt)")
 

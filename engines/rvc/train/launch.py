@@ -237,6 +237,9 @@ def prepare_experiment(ws: Any, params: TrainParams, hooks: Hooks | None = None,
         hubert = params.hubert_path or str(ws.settings.resolved_hubert())
         extract_content(paths, params.version, hubert, sr=sr_hz, gpus=gpus, force=params.force,
                         hooks=hooks.scaled(0.7, 1.0))
+        from engines.rvc.encoders import encoder_record, write_experiment_encoder
+
+        write_experiment_encoder(paths.root, encoder_record(hubert, ws.settings))  # every save carries it
     held = heldout_pieces(paths, params.holdout_pieces)
     n = write_filelist(paths, params.version, params.f0, sr_hz, speaker_id=params.speaker_id, mute=params.add_mute,
                        exclude=set(held))

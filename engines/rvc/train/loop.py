@@ -193,11 +193,13 @@ def _save_pair(trainer: GANTrainer, paths: ExperimentPaths, epoch: int, step: in
 
 def _save_small(trainer: GANTrainer, job: TrainJob, target: Path, epoch: int, step: int) -> Path:
     from engines.rvc.checkpoints import save_small_model
+    from engines.rvc.encoders import read_experiment_encoder
 
     p = job.p
+    encoder = read_experiment_encoder(job.exp_dir) or {}  # written by feature extraction; none = HuBERT base
     save_small_model(trainer.generator.state_dict(), sr_tag=p.sr, f0=bool(p.f0), version=p.version,
                      info=f"{epoch}epoch", config=list(job.model_config), path=target,
-                     extra={"epoch": epoch, "step": step, "exp_name": job.exp_name})
+                     extra={"epoch": epoch, "step": step, "exp_name": job.exp_name, **encoder})
     return target
 
 

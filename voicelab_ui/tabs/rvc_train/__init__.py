@@ -43,6 +43,8 @@ from voicelab_ui.tabs.rvc_train.helpers import (
     last_run_params,
     loss_frames,
     pretrained_for,
+    pretrained_set_files,
+    pretrained_sets,
     result_markdown,
     saved_rows,
     score_frame,
@@ -67,7 +69,7 @@ SAVED_HEADERS = ("kind", "file", "epoch", "step", "size", "saved at", *(c for _,
 SAVED_KEYS = tuple(f"rvc.tr.col.{i}" for i in range(len(SAVED_HEADERS)))  # (strings.py has both languages)
 
 __all__ = ["asset_rows", "assets_markdown", "build", "default_f0_method", "f0_choices", "loss_frames",
-           "pretrained_for", "saved_rows", "standard_pretrained", "view_stamp"]
+           "pretrained_for", "pretrained_set_files", "pretrained_sets", "saved_rows", "standard_pretrained", "view_stamp"]
 
 
 def build(ctx: UIContext) -> None:
@@ -92,6 +94,9 @@ def build(ctx: UIContext) -> None:
             with gr.Row():
                 main_w.update(param_widgets(TrainParams, skip=tuple(f.name for f in dataclasses.fields(TrainParams)
                                                                     if f.name not in row), overrides=overrides))
+        pretrained_set = gr.Dropdown(choices=pretrained_sets(ws, "40k", "v2", True), value=None,
+                                     label=t("rvc.tr.pretrained_set"), info=t("rvc.tr.pretrained_set_info"),
+                                     elem_id="vl-rvc-pretrained-set")
         with gr.Accordion(t("rvc.tr.advanced"), open=False, elem_id="vl-rvc-advanced"):
             adv_w = param_widgets(TrainParams, skip=NOT_SHOWN + MAIN_FIELDS, overrides=overrides)
     widgets = {**main_w, **adv_w}
@@ -151,9 +156,22 @@ def build(ctx: UIContext) -> None:
         g, d = pretrained_for(ws, sr, version, bool(f0), (pre_g or "").strip(), (pre_d or "").strip())
         return g, d, show_assets(sr, version, f0, f0_method, hubert_path, rmvpe_path, g, d)
 
+    def offer_sets(sr: str, version: str, f0: bool) -> dict:
+        return gr.update(choices=pretrained_sets(ws, sr, version, bool(f0)), value=None)
+
     for w in (widgets["sr"], widgets["version"], widgets["f0"]):
         w.change(follow_model, status_inputs, [widgets["pretrained_g"], widgets["pretrained_d"], assets_md],
                  show_progress="hidden")
+        w.change(offer_sets, [widgets["sr"], widgets["version"], widgets["f0"]], pretrained_set,
+                 show_progress="hidden")
+
+    def use_set(name, sr, version, f0, f0_method, hubert_path, rmvpe_path, pre_g, pre_d) -> tuple:
+        """A chosen pretrained set fills the G/D fields (a set that no longer fits leaves them as they are)."""
+        g, d = (pretrained_set_files(ws, name, sr, version, f0) if name else None) or (pre_g, pre_d)
+        return g, d, show_assets(sr, version, f0, f0_method, hubert_path, rmvpe_path, g, d)
+
+    pretrained_set.input(use_set, [pretrained_set, *status_inputs],
+                         [widgets["pretrained_g"], widgets["pretrained_d"], assets_md], show_progress="hidden")
     widgets["f0_method"].change(show_assets, status_inputs, assets_md, show_progress="hidden")
     for w in (widgets["hubert_path"], widgets["rmvpe_path"], widgets["pretrained_g"], widgets["pretrained_d"]):
         w.blur(show_assets, status_inputs, assets_md, show_progress="hidden")

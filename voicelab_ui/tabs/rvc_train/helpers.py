@@ -48,6 +48,23 @@ def standard_pretrained(ws: Any) -> set[str]:
     return out
 
 
+def pretrained_sets(ws: Any, sr: str, version: str, f0: bool) -> list[tuple[str, str]]:
+    """Dropdown choices of the pretrained G/D sets that fit this run (official first, then the user's own),
+    each labelled with what its generator is (read from the file); the value is the set's name."""
+    from engines.rvc.pretrained import catalog
+
+    return [(f"{row['name']} ({row['g_info']})" if row.get("g_info") else row["name"], row["name"])
+            for row in catalog(ws.settings, sr, version, bool(f0)) if row["fits"]]
+
+
+def pretrained_set_files(ws: Any, name: str, sr: str, version: str, f0: bool) -> tuple[str, str] | None:
+    """(G, D) of the set called ``name`` when it fits this run, else None."""
+    from engines.rvc.pretrained import catalog
+
+    row = next((r for r in catalog(ws.settings, sr, version, bool(f0)) if r["name"] == name and r["fits"]), None)
+    return (row["g"], row["d"]) if row else None
+
+
 def pretrained_for(ws: Any, sr: str, version: str, f0: bool, current_g: str, current_d: str) -> tuple[str, str]:
     """The pretrained G/D fields after a change of sr/version/f0: the matching files when present
     (empty = from scratch when absent); a path the user typed himself is kept."""

@@ -24,6 +24,12 @@ add({
     "rvc.tr.options": ("Training options", "训练选项"),
     "rvc.tr.advanced": ("Advanced", "高级选项"),
     "rvc.tr.assets": ("Model files for this run", "本次训练所需的模型文件"),
+    "rvc.tr.pretrained_set": ("Pretrained set", "预训练底模"),
+    "rvc.tr.pretrained_set_info": ("The official G/D and your own sets (assets/pretrained_custom, or imported with "
+                                   "'rvc import --as pretrained') that fit this sample rate, version and pitch "
+                                   "setting, read from the files; choosing one fills the pretrained G and D fields.",
+                                   "与当前采样率、版本和音高设置相符的官方 G/D 及你自己的底模（assets/pretrained_custom，"
+                                   "或用 'rvc import --as pretrained' 导入），信息读自文件本身；选择后会填入预训练 G 和 D 两个字段。"),
     "rvc.tr.assets_check": ("Check again", "重新检查"),
     "rvc.tr.assets_legend": (
         "✔ present · ✘ missing. Missing files can be imported or downloaded in Settings → Model files, "
