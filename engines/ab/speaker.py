@@ -52,7 +52,7 @@ class ResemblyzerEncoder:
         path = weights or resemblyzer_weights()
         if path is None:
             raise MissingAssetError("resemblyzer speaker encoder (pretrained.pt)", "the Python environment",
-                                    "pip install resemblyzer", "speaker similarity scores")
+                                    "pip install --no-deps resemblyzer==0.1.4 (scripts/setup.sh does it)", "speaker similarity scores")
         state = torch.load(str(path), map_location="cpu", weights_only=False)["model_state"]
         self.lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
         self.linear = torch.nn.Linear(256, 256)
