@@ -130,7 +130,6 @@ def test_cosyvoice3_sft_through_the_job_runner(upstream, tmp_path):
 
     from engines.core.jobs import JobRunner
     from engines.cosyvoice.synth import NEUTRAL_PRESET
-    from engines.cosyvoice.worker import stop_worker, worker_status
 
     checkout, root = upstream
     base = build_model_dir(checkout, "v3", tmp_path / "assets" / "cosyvoice" / "Fun-CosyVoice3-0.5B")
@@ -167,13 +166,12 @@ def test_cosyvoice3_sft_through_the_job_runner(upstream, tmp_path):
                                                 "checkpoints": [str(ckpt)], "speeds": ["1.0"]})
         assert [Path(g["checkpoint"]).name for g in grid.result["grid"]] == [ckpt.name]
         check_wav(grid.result["grid"][0]["audio"], *length_range(len(text) + prefix, v3=True))
-        # one worker served every synthesis of the model dir: loaded once
-        states = [w for w in worker_status() if w["model_dir"] == str(Path(model).resolve())]
-        assert len(states) == 1 and states[0]["state"] == "ready" and states[0]["speakers"] == ["alice"]
+        # one listening worker served every synthesis of the model dir, which it loaded once
+        assert len({rec.worker["id"] for rec in (sft, zs, grid)}) == 1 and grid.worker["warm"]
         grid_log = runner.read_log(grid.id)
         assert "CosyVoice worker" not in grid_log and "hot-loaded epoch_0_whole.pt into the flow" in grid_log
     finally:
-        stop_worker()
+        runner.close()  # the listening worker, and with it the synthesis process, ends
 
 
 @pytest.mark.browser

@@ -39,7 +39,7 @@ def run_data(tmp_path_factory):
 
     from engines.rvc.index import IndexParams, build_index
     from engines.rvc.models.discriminator import MultiPeriodDiscriminator
-    from engines.rvc.train.loop import prepare_experiment
+    from engines.rvc.train.launch import prepare_experiment
     from engines.rvc.train.params import TrainParams
 
     root = tmp_path_factory.mktemp("foreign")

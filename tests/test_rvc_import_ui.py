@@ -78,7 +78,7 @@ def test_import_api_confines_server_paths(tmp_path):
     make_fast_voice(outside / "theirs.pth", "v1", "40k", f0=True)
     with studio(ws) as (url, _):
         client = Client(url, verbose=False)
-        with pytest.raises(Exception, match="outside the folders the studio may read"):
+        with pytest.raises(Exception, match="outside the folders the studio may use"):
             client.predict(None, str(outside), "", "voices", "", "", api_name="/vc_model_import")
         job = client.predict(None, str(inside), "", "voices", "", "", api_name="/vc_model_import")
         deadline = time.time() + 60

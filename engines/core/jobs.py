@@ -330,7 +330,8 @@ class JobRunner:
         queued = self.store.list(["queued"], limit=1000, oldest_first=True)
         if not queued:
             return
-        for start in plan_starts(queued, running, self.ws.settings, self.cpu_slots):
+        finishing = self.pool.finishing_slots({r.id for r in running})
+        for start in plan_starts(queued, running, self.ws.settings, self.cpu_slots, finishing):
             self.pool.start(start)
 
 

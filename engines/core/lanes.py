@@ -83,18 +83,20 @@ class Start:
     slot: str
 
 
-def plan_starts(queued: Sequence[Any], running: Sequence[Any], settings: Any, cpu_slots: int) -> list[Start]:
+def plan_starts(queued: Sequence[Any], running: Sequence[Any], settings: Any, cpu_slots: int,
+                finishing: Iterable[str] = ()) -> list[Start]:
     """The queued jobs (oldest first) that may start now, given the running ones.
 
     ``queued``/``running`` are job records (``id``, ``kind``, ``params``, ``device``, ``parent``). A
     training job never overtakes an older queued one that wants an overlapping device set, so none
     starves. In the listening lane a job somebody waits for (a conversion, an A/B render) goes before
-    the previews a training queued at its saves (jobs with a ``parent``).
+    the previews a training queued at its saves (jobs with a ``parent``). ``finishing``: listening slots
+    whose warm worker is still handing back a job that just ended (the next job waits for it).
     """
     queued = sorted(queued, key=lambda r: r.kind == "listening" and bool(getattr(r, "parent", "")))
     starts: list[Start] = []
     busy_training = [training_claim(r.params, settings) for r in running if r.kind == "training"]
-    busy_listening = {r.device for r in running if r.kind == "listening"}
+    busy_listening = {r.device for r in running if r.kind == "listening"} | set(finishing)
     n_cpu = sum(1 for r in running if r.kind == "cpu")
     blocked: list[frozenset[str]] = []
     for rec in queued:

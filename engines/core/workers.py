@@ -221,6 +221,16 @@ class WorkerPool:
         if not worker.run(start.job_id, self.ws.settings):
             self._fail(start.job_id, msg("job.worker_unreachable", pid=worker.pid))
 
+    def finishing_slots(self, running_ids: set[str]) -> set[str]:
+        """Slots of reusable workers still busy with a job the store already shows as ended.
+
+        The worker writes its job's end before it says it is idle; a job planned in between would
+        start a second worker beside the warm one (a second copy of its models), so the slot waits.
+        """
+        with self._lock:
+            return {w.slot for w in self.workers if w.busy and not w.stopping and self.policies[w.lane].reuse
+                    and w.job not in running_ids}
+
     def _fail(self, job_id: str, message: Any) -> None:
         """``message``: a catalogue Message (see engines.core.messages) or text."""
         rec = self.store.get(job_id)

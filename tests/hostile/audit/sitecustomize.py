@@ -41,7 +41,14 @@ if _LOG:
                     words += [w for w in a if isinstance(w, (str, bytes))]
             if any(any(r in os.fsdecode(w) for r in _ROOTS) for w in words):
                 hits = [" ".join(os.fsdecode(w) for w in words)[:2000]]
+        if hits:  # where in the studio's code it happened (the innermost frames of our packages)
+            frame, where = sys._getframe(1), []
+            while frame is not None and len(where) < 4:
+                name = frame.f_code.co_filename
+                if "/engines/" in name or "/voicelab_ui/" in name:
+                    where.append(f"{name.rsplit('/', 2)[-2]}/{os.path.basename(name)}:{frame.f_lineno}")
+                frame = frame.f_back
         for h in hits:
-            os.write(_FD, f"{os.getpid()} {event} {h}\n".encode("utf-8", "replace"))
+            os.write(_FD, f"{os.getpid()} {event} {h} (at {' <- '.join(where) or '?'})\n".encode("utf-8", "replace"))
 
     sys.addaudithook(_hook)

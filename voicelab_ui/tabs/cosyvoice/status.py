@@ -74,16 +74,14 @@ def doctor_markdown(ws: Any, model_dir: str | None, fresh: bool = False) -> str:
     return "\n".join(lines) + "\n\n" + verdict + (f"\n\nNotes:{notes}" if notes else "")
 
 
-def workers_markdown() -> str:
-    from engines.cosyvoice.worker import worker_status
-
-    rows = worker_status()
+def workers_markdown(ctx: Any) -> str:
+    """The listening workers: CosyVoice models are loaded there (in a synthesis process each worker keeps)."""
+    rows = [w for w in ctx.runner.workers() if w["lane"] == "listening"]
     if not rows:
         return f"{MARK[INFO]} No model loaded: the first synthesis loads one."
-    lines = ["| Model dir | State | pid |", "|---|---|---|"]
+    lines = ["| Worker | State | Jobs done | pid |", "|---|---|---|---|"]
     for w in rows:
-        state = w["state"] + (f" — {w['error']}" if w.get("error") and w["state"] == "crashed" else "")
-        lines.append(f"| `{w['model_dir']}` | {state.replace('|', '/')} | {w.get('pid') or ''} |")
+        lines.append(f"| `{w['id']}` | {w['state']} | {w['jobs_done']} | {w.get('pid') or ''} |")
     return "\n".join(lines)
 
 
@@ -128,19 +126,17 @@ def build(ctx: Any, parts: Parts) -> None:
         return submit_job(ctx, "cosyvoice.vendor_sync", params, title="Sync upstream CosyVoice")
 
     sync_btn.click(start_sync, [source, matcha_source], ctx.job_id, api_name="cosyvoice_vendor_sync")
-    workers_refresh.click(workers_markdown, None, workers, api_name="cosyvoice_workers")
+    workers_refresh.click(lambda: workers_markdown(ctx), None, workers, api_name="cosyvoice_workers")
 
     def stop_all() -> str:
-        from engines.cosyvoice.worker import stop_worker
-
-        stopped = stop_worker()
-        gr.Info(f"Stopped {len(stopped)} CosyVoice worker(s).")
-        return workers_markdown()
+        stopped = ctx.runner.free_workers("listening")  # idle ones; their synthesis processes end with them
+        gr.Info(f"Stopped {stopped} listening worker(s).")
+        return workers_markdown(ctx)
 
     workers_stop.click(stop_all, None, workers, api_name="cosyvoice_stop_workers")
     parts.on_job("cosyvoice.vendor_sync", [status],
                  lambda rec, v: {status: show_status(v.get("check"), True)})
-    parts.on_job("cosyvoice.synth", [workers], lambda rec, v: {workers: workers_markdown()})
+    parts.on_job("cosyvoice.synth", [workers], lambda rec, v: {workers: workers_markdown(ctx)})
 
     def doctor_api(model_dir: str = "") -> dict:
         """The CosyVoice doctor report (same as `voicelab cosyvoice doctor --json`)."""
