@@ -23,6 +23,8 @@ def test_page_job_log_streams_and_cancel(tmp_path):
             assert page.get_by_role("tab", name=name).count() == 1
         page.get_by_role("tab", name="Settings / Assets").click()
         page.get_by_text("Machine speed check").click()
+        page.locator("#vl-bench-seconds input[type=number]").fill("120")  # still running after the reload below
+        page.locator("#vl-bench-seconds input[type=number]").press("Tab")
         page.locator("#vl-bench-run").click()
         log = page.locator("#vl-job-log textarea")
         page.wait_for_function(

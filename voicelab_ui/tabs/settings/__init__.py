@@ -53,7 +53,7 @@ def build(ctx: UIContext) -> None:
                  label=t("settings.current"))
     gr.Markdown(t("settings.how"))
     with gr.Accordion(t("settings.bench"), open=False):
-        widgets = param_widgets(BenchmarkParams)
+        widgets = param_widgets(BenchmarkParams, overrides={"seconds": {"elem_id": "vl-bench-seconds"}})
         run = gr.Button(t("settings.bench_run"), elem_id="vl-bench-run")
     names = list(widgets)
 
