@@ -71,6 +71,7 @@ fi
 
 case "$MODE" in
   studio) exec "$PY" app.py "$@" ;;
-  test)   exec "$PY" -m pytest "$@" ;;
+  # Test files run in parallel (a file's tests stay together, so its module fixtures are built once).
+  test)   exec "$PY" -m pytest -n "${VOICELAB_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
   *) echo "usage: bash scripts/setup.sh studio|test [options]" >&2; exit 2 ;;
 esac
