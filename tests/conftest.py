@@ -42,3 +42,20 @@ def _close_job_runners():
     from engines.core.jobs import close_all_runners
 
     close_all_runners()
+
+
+# The longest test files, longest first: they start first when files are spread over processes
+# (scripts/setup.sh), so none of them is left to run alone at the end.
+LONG_FILES = ("test_cosyvoice_upstream.py", "test_lanes_rvc.py", "test_ab_scores.py", "hostile/test_hostile_security.py",
+              "hostile/test_hostile_corpus.py", "test_rvc_train.py", "test_ab_tournament.py", "test_tracking.py",
+              "test_rvc_train_ui.py", "test_f0.py", "test_rvc_import_installs.py", "test_rvc_import_ui.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+
+    def key(item) -> int:
+        rel = item.nodeid.split("::", 1)[0].removeprefix("tests/")
+        return rank.get(rel, len(rank))
+
+    items.sort(key=key)  # stable: the order inside a file is kept
