@@ -73,6 +73,6 @@ case "$MODE" in
   studio) exec "$PY" app.py "$@" ;;
   # Test files run in parallel (a file's tests stay together, so its module fixtures are built once),
   # the longest first (tests/conftest.py orders them; xdist must keep that order).
-  test)   exec "$PY" -m pytest -n "${VOICELAB_TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder "$@" ;;
+  test)   exec "$PY" -m pytest -n "${VOICELAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@" ;;
   *) echo "usage: bash scripts/setup.sh studio|test [options]" >&2; exit 2 ;;
 esac
