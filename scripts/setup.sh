@@ -72,9 +72,7 @@ fi
 case "$MODE" in
   studio) exec "$PY" app.py "$@" ;;
   # Test files run in parallel (a file's tests stay together, so its module fixtures are built once),
-  # the longest first (tests/conftest.py orders them; xdist must keep that order). One math thread per
-  # process: several processes' OpenMP threads spinning on two cores slow each other down many times.
-  test)   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-          exec "$PY" -m pytest -n "${VOICELAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@" ;;
+  # the longest first (tests/conftest.py orders them; xdist must keep that order).
+  test)   exec "$PY" -m pytest -n "${VOICELAB_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@" ;;
   *) echo "usage: bash scripts/setup.sh studio|test [options]" >&2; exit 2 ;;
 esac
