@@ -158,7 +158,7 @@ def test_every_save_of_a_tiny_training_run_is_scored_and_held_out_pieces_never_t
     assert set(scores["best"]) == {"speaker_similarity", "pitch_cents", "voicing_agreement", "cer", "heldout_mel_l1"}
 
 
-def test_train_tab_plots_scores_and_stars_the_best_save_in_the_table(ws):
+def test_train_tab_plots_scores_and_stars_the_best_save_in_the_table_and_the_legend(ws):
     from voicelab_ui.tabs.rvc_train.helpers import best_markdown, saved_rows, score_frame
 
     ws.experiment_dir("ui").mkdir(parents=True)
@@ -174,8 +174,10 @@ def test_train_tab_plots_scores_and_stars_the_best_save_in_the_table(ws):
     rows = {r[1]: r[6:] for r in saved_rows(ws, "ui")}
     assert rows["ui_e2_s20.pth"] == ["0.8 ★", "20 ★", "0.2", "2 ★"] and rows["ui_e3_s30.pth"][2] == "0.1 ★"
     frame = score_frame(ws, "ui")
-    sim = frame[frame["series"] == "speaker sim"].set_index("epoch")["score"]
-    cents = frame[frame["series"] == "pitch err (cents)"].set_index("epoch")["score"]
+    assert set(frame["series"]) == {"speaker sim (★ epoch 2)", "pitch err (cents) (★ epoch 2)", "CER (★ epoch 3)",
+                                    "held-out mel L1 (★ epoch 2)"}  # the legend marks each score's best save
+    sim = frame[frame["series"] == "speaker sim (★ epoch 2)"].set_index("epoch")["score"]
+    cents = frame[frame["series"] == "pitch err (cents) (★ epoch 2)"].set_index("epoch")["score"]
     assert sim[2] == 1.0 and sim[1] == 0.0 and cents[2] == 1.0 and cents[1] == 0.0  # 1 = best, whatever the unit
     assert "CER: **epoch 3**" in best_markdown(ws, "ui")
 

@@ -167,15 +167,19 @@ def saved_rows(ws: Any, exp: str) -> list[list[Any]]:
 
 
 def score_frame(ws: Any, exp: str) -> Any:
-    """Scores against epoch for the plot, each scaled 0..1 over the run with 1 = best (they have different units)."""
+    """Scores against epoch for the plot, each scaled 0..1 over the run with 1 = best (they have different units).
+
+    Each series is named with its best save ("speaker sim (★ epoch 12)"), so the legend marks it."""
     import pandas as pd
 
     records = read_scores(ws, exp) if exp else []
+    best = best_saves(records)
     rows = []
-    for key, label in SCORE_COLUMNS:
+    for key, name in SCORE_COLUMNS:
         pts = [(r["epoch"], r["scores"][key]) for r in records if (r.get("scores") or {}).get(key) is not None]
         if not pts:
             continue
+        label = f"{name} ({BEST} epoch {best[key]['epoch']})" if key in best else name
         vals = [v for _, v in pts]
         lo, hi = min(vals), max(vals)
         for epoch, v in pts:
