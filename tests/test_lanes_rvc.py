@@ -136,6 +136,20 @@ def test_every_save_has_previews_and_conversions_finish_while_a_voice_trains(ws,
     for cand in load_session(ws, ab.result["session"]).candidates:
         assert Path(cand.output).read_bytes() == Path(previews[cand.model]).read_bytes()
 
+    # Each preview job queued the save's scores, also in the listening lane, in a real worker.
+    def scores_done():
+        jobs = runner.list(op_prefix="ab.score")
+        return jobs if len(jobs) == 2 and all(j.state in FINAL_STATES for j in jobs) else None
+
+    scored = _wait_for(scores_done, 300, "the scores")
+    assert {j.state for j in scored} == {"done"} and {j.lane for j in scored} == {"listening"}
+    assert {j.parent for j in scored} == {j.id for j in jobs}
+    from engines.ab.scores import read_scores
+
+    assert sorted(Path(r["model"]).name for r in read_scores(ws, "lanes")) == ["lanes_e2_s2.pth", "lanes_e4_s4.pth"]
+    assert all(r["scores"]["speaker_similarity"] is not None and r["scores"]["pitch_cents"] is not None
+               for r in read_scores(ws, "lanes"))
+
     # The training resumes towards many more epochs; three conversions finish while it runs.
     train = runner.submit("rvc.train", train_params("lanes", m, total_epoch=500, save_every_epoch=400))
     _wait_for(lambda: "epoch 5/" in (runner.get(train).message or ""), 300, "the resumed training loop")
