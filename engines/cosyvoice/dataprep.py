@@ -21,67 +21,23 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import asdict
+from typing import Iterable
 
 from engines.core.atomic import torch_save, write_json
 from engines.core.errors import InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.messages import msg
-from engines.core.params import DEVICE_PATTERN, param, validate
+from engines.core.params import validate
 from engines.core.settings import Workspace, safe_name
 from engines.cosyvoice import upstream
 from engines.cosyvoice.features import extract_features, speaker_means
 from engines.cosyvoice.kaldi_data import collect_utterances, safe_id, split_train_dev, write_kaldi_dir
 from engines.cosyvoice.onnx_models import require_model_file
+from engines.cosyvoice.params import DEFAULT_INSTRUCT, ENDOFPROMPT, PrepareParams, PrepareReport
 
-ENDOFPROMPT = "<|endofprompt|>"
-DEFAULT_INSTRUCT = "You are a helpful assistant."
-VERSIONS = ("auto", "v1", "v2", "v3")
 SPLITS = ("train", "dev")
-
-
-@dataclass
-class PrepareParams:
-    """Options of CosyVoice data preparation (shared by UI, CLI and API)."""
-
-    model_dir: str = param("", help="CosyVoice model folder holding campplus.onnx and speech_tokenizer_v*.onnx "
-                                    "(default: <assets>/cosyvoice/CosyVoice2-0.5B)", path="model_dir")
-    speaker: str = param("", help="Speaker id used in the data and later in spk2info.pt (default: the dataset name)")
-    version: str = param("auto", choices=VERSIONS,
-                         help="CosyVoice version (picks the tokenizer; v3 adds the instruct column); auto = from the model dir")
-    instruct: str = param(DEFAULT_INSTRUCT, help=f"CosyVoice3 instruct text ('{ENDOFPROMPT}' is appended when missing)")
-    dev_ratio: float = param(0.05, min=0.0, max=0.5, help="Share of utterances held out for validation (at least 1)")
-    seed: int = param(1986, min=0, help="Seed of the train/dev split")
-    normalize_text: bool = param(False, help="Normalise transcripts (wetext when installed, else punctuation/space cleanup)")
-    processes: int = param(2, min=1, max=64, help="Worker processes for embeddings and tokens")
-    data_workers: int = param(2, min=1, max=64, help="Data-loader workers the training will use (sets the shard size)")
-    num_gpus: int = param(1, min=1, max=64, help="GPUs the training will use (sets the shard size)")
-    shards_per_worker: int = param(4, min=2, max=32, help="Parquet shards per data-loader worker")
-    onnx_device: str = param("auto", help="ONNX device: auto, cpu or cuda (CPU when CUDA fails)", pattern=DEVICE_PATTERN)
-    force: bool = param(False, help="Recompute everything instead of resuming")
-
-
-@dataclass
-class PrepareReport:
-    out_dir: str
-    version: str
-    speaker: str
-    train_list: str
-    dev_list: str
-    train_utts: int = 0
-    dev_utts: int = 0
-    computed: int = 0  # utterances whose embedding/tokens were computed in this run
-    reused: int = 0  # utterances whose embedding and tokens came from an earlier run
-    shards_written: int = 0
-    shards_reused: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)  # clip or utt -> why it is not in the shards
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------- model dir

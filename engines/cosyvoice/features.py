@@ -14,15 +14,14 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 from engines.core.atomic import torch_save
 from engines.core.errors import VoiceLabError
 from engines.core.hooks import Hooks
 from engines.cosyvoice.kaldi_data import Utterance
+from engines.cosyvoice.params import PrepareParams, PrepareReport
 
-if TYPE_CHECKING:
-    from engines.cosyvoice.dataprep import PrepareParams, PrepareReport
 
 SAVE_EVERY_SECONDS = 10.0
 

@@ -23,9 +23,8 @@ from engines.core.jsonable import jsonable
 from engines.core.ops import Command, operation
 from engines.core.params import param, subset
 from engines.core.settings import Workspace, safe_name
-from engines.cosyvoice.dataprep import PrepareParams
+from engines.cosyvoice.params import CosyTrainParams, PrepareParams
 from engines.cosyvoice.synth import SynthParams
-from engines.cosyvoice.train import CosyTrainParams
 from engines.cosyvoice.upstream import PINNED_COMMIT
 
 MIN_PROMPT_SECONDS = 0.5  # a voice prompt shorter than this carries no usable speaker information

@@ -36,40 +36,14 @@ from engines.core.atomic import write_json
 from engines.core.errors import Cancelled, InvalidInputError, VoiceLabError
 from engines.core.hooks import Hooks, ensure_hooks
 from engines.core.messages import msg
-from engines.core.params import param, validate
+from engines.core.params import validate
 from engines.cosyvoice import upstream
 from engines.cosyvoice.config import load_yaml_file, write_sft_config
 from engines.cosyvoice.logparse import LogParser, metric_record
+from engines.cosyvoice.params import CosyTrainParams
 from engines.cosyvoice.train_data import OFFLINE_FEATURES_ENV, absolute_data_list, check_data, feature_mode
 
 _CKPT_RE = re.compile(r"^epoch_(?P<epoch>\d+)_(?:whole|step_(?P<step>\d+))\.pt$")
-
-
-@dataclass
-class CosyTrainParams:
-    """Everything the CosyVoice train tab/CLI exposes (one definition for both)."""
-
-    exp_name: str = param("cosy_sft", help="Experiment name (folder under cosyvoice/train/)")
-    model_dir: str = param("", path="model_dir", help="Base CosyVoice model dir (cosyvoice2.yaml, llm.pt, flow.pt, ...)")
-    train_data: str = param("", path="list", help="data.list of the training parquet shards")
-    cv_data: str = param("", path="list", help="data.list for validation (default: the training list)")
-    models: str = param("llm", choices=("llm", "llm+flow", "flow"), help="Which models to fine-tune")
-    max_epoch: int = param(10, min=1, max=10000, help="Epochs to train (total, including resumed ones)")
-    lr: float = param(1e-5, min=1e-8, max=1e-2, help="Learning rate (constant scheduler)")
-    accum_grad: int = param(2, min=1, max=256, help="Gradient accumulation (batches per optimizer step)")
-    max_frames_in_batch: int = param(2000, min=50, max=1000000, help="Dynamic batch size in feature frames")
-    save_per_step: int = param(-1, min=-1, max=10000000, help="Extra checkpoint every N steps (-1: per epoch only)")
-    log_interval: int = param(10, min=1, max=100000, help="Log every N batches")
-    grad_clip: float = param(5.0, min=0.01, max=1000.0, help="Gradient clipping norm")
-    gpus: int = param(0, min=0, max=64, help="Processes/GPUs (0: all visible GPUs, 1 process on CPU)")
-    train_engine: str = param("torch_ddp", choices=("torch_ddp", "deepspeed"),
-                              help="Parallel engine (deepspeed only when installed)")
-    num_workers: int = param(2, min=1, max=64, help="Data loader worker processes")
-    prefetch: int = param(100, min=1, max=10000, help="Batches prefetched per worker")
-    use_amp: bool = param(True, help="Mixed precision on CUDA (always off on CPU)")
-    timeout: int = param(60, min=5, max=86400, help="Seconds ranks wait for each other (cosyvoice_join)")
-    resume: bool = param(True, help="Continue from the newest checkpoint of this experiment")
-    device: str = param("auto", choices=("auto", "cpu", "cuda"), help="Train on CUDA when available, or force CPU")
 
 
 @dataclass

@@ -12,15 +12,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from engines.core.atomic import write_text
 from engines.core.errors import InvalidInputError
 from engines.core.hooks import Hooks
 from engines.cosyvoice import upstream
-
-if TYPE_CHECKING:
-    from engines.cosyvoice.train import CosyTrainParams
+from engines.cosyvoice.params import CosyTrainParams
 
 
 def absolute_data_list(src: str | os.PathLike, dst: Path) -> Path:
@@ -72,7 +69,7 @@ def online_tokenizer_file(model_dir: str | os.PathLike) -> str | None:
     return {"v2": "speech_tokenizer_v2.batch.onnx", "v3": "speech_tokenizer_v3.batch.onnx"}.get(version or "")
 
 
-def feature_mode(params: "CosyTrainParams", train_list: Path, cv_list: Path, hooks: Hooks) -> bool:
+def feature_mode(params: CosyTrainParams, train_list: Path, cv_list: Path, hooks: Hooks) -> bool:
     """True = offline (tokens + embeddings from the data); False = upstream extracts them while training.
 
     Upstream builds its online extractors whenever ``--onnx_path`` is given,

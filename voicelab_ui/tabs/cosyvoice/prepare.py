@@ -7,7 +7,8 @@ from typing import Any
 import gradio as gr
 
 from engines.core.messages import msg
-from engines.cosyvoice.dataprep import PrepareParams, default_model_dir, iter_prepared
+from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
+from engines.cosyvoice.params import PrepareParams
 from voicelab_ui.i18n import t, ui_text
 from voicelab_ui.widgets import submit_job, values_to_params
 

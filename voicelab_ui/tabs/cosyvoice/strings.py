@@ -6,10 +6,9 @@ import dataclasses
 from typing import Any
 
 from engines.core.params import info_of
-from engines.cosyvoice.dataprep import PrepareParams
+from engines.cosyvoice.params import CosyTrainParams, PrepareParams
 from engines.cosyvoice.ops import AssembleJob
 from engines.cosyvoice.synth import SynthParams
-from engines.cosyvoice.train import CosyTrainParams
 from engines.dataset.asr import AsrParams
 from voicelab_ui.i18n import STRINGS, add, t
 from voicelab_ui.widgets import param_widgets

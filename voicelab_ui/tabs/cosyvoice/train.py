@@ -11,7 +11,8 @@ from engines.core.errors import InvalidInputError
 from engines.core.messages import msg
 from engines.cosyvoice.catalog import checkpoint_rows, list_experiments
 from engines.cosyvoice.dataprep import default_model_dir, iter_prepared
-from engines.cosyvoice.train import CosyTrainParams, read_metrics
+from engines.cosyvoice.params import CosyTrainParams
+from engines.cosyvoice.train import read_metrics
 from voicelab_ui.i18n import t, text, ui_language, ui_text
 from voicelab_ui.i18n import table as i18n_table
 from voicelab_ui.machine_view import build_machine, build_tensorboard, machine_values, wire_tensorboard
