@@ -1,10 +1,11 @@
-"""The blind tournament in the A/B tab on a 390 px phone screen: start it, switch A/B and vote with
-keys, watch the leader's probability rise, promote the winner."""
+"""The blind tournament in the A/B tab on a 390 px phone screen: pick the saves, start it, switch A/B
+and vote with keys, watch the leader's probability rise, promote the winner."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,15 +36,21 @@ def test_tournament_on_a_phone_with_keys_and_promotion(tmp_path):
             browser_page(viewport={"width": 390, "height": 844}) as page:
         page.goto(url)
         _open_tab(page, "A/B Listen")
+        for name in ("spk_e2_s20", "spk_e3_s30"):  # two of the three saves compete
+            page.locator("#vl-tour-saves input").click()
+            page.get_by_role("option", name=name, exact=True).click()
         page.locator("#vl-tour-start").scroll_into_view_if_needed()
         page.locator("#vl-tour-start").click()
         page.wait_for_selector("#vl-tour-box", timeout=120000)
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 392  # nothing wider than the phone
         box = page.locator("#vl-tour-box").bounding_box()
         assert box["width"] <= 390
-        # the takes stay blind: no save name on the page until the end
-        assert "spk_e" not in page.locator("#vl-tour").inner_text()
+        # the takes stay blind: no save name in the player until the end (the picker lists what the user chose)
+        assert "spk_e" not in page.locator("#vl-tour-player").inner_text()
+        assert "spk_e" not in page.locator("#vl-tour-player").inner_html()
         t_file = next((exp / "tournaments").glob("*.json"))
+        chosen = [Path(c["model"]).name for c in json.loads(t_file.read_text())["candidates"]]
+        assert sorted(chosen) == ["spk_e2_s20.pth", "spk_e3_s30.pth"]
         owner = {}
         for c, row in enumerate(json.loads(t_file.read_text())["takes"]):
             for p in row:
