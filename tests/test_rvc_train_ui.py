@@ -239,9 +239,10 @@ def test_browser_tab_shows_assets_and_a_started_job_reports_missing_hubert(tmp_p
         page.locator("#vl-rvc-dataset input").fill(str(tmp_path / "ws" / "voice"))
         page.locator("#vl-rvc-dataset input").press("Enter")
         page.locator("#vl-rvc-train").click()
-        page.locator("#vl-job-status").get_by_text("failed").wait_for()
+        # the job starts in a training-lane worker process: on a loaded 2-core machine that can take > 30 s
+        page.locator("#vl-job-status").get_by_text("failed").wait_for(timeout=120000)
         assert "Missing model file 'hubert/hubert_base.pt'" in page.locator("#vl-job-status").inner_text()
-        page.locator("#vl-rvc-result").get_by_text("voicelab assets download hubert_base").wait_for()
+        page.locator("#vl-rvc-result").get_by_text("voicelab assets download hubert_base").wait_for(timeout=60000)
 
         from gradio_client import Client
 
