@@ -109,7 +109,8 @@ class OrderPosterior:
     def pair_gains(self) -> np.ndarray:
         """Expected drop of the entropy of 'who is best' for a vote on each pair ``[i, j]`` (nats)."""
         k, a = self.k, self.accuracy
-        above = (self.ranks()[:, :, None] < self.ranks()[:, None, :]).astype(np.float64)  # [s, i, j]
+        ranks = self.ranks()
+        above = (ranks[:, :, None] < ranks[:, None, :]).astype(np.float64)  # [s, i, j]
         top = np.eye(k)[self.order[:, 0]]  # [s, m]
         w_i = a * above + (1 - a) * (1 - above)  # likelihood of "i wins" per sample
         p_i = w_i.mean(0)  # [i, j]
