@@ -48,13 +48,9 @@ def test_tournament_on_a_phone_with_keys_and_promotion(tmp_path):
         # the takes stay blind: no save name in the player until the end (the picker lists what the user chose)
         assert "spk_e" not in page.locator("#vl-tour-player").inner_text()
         assert "spk_e" not in page.locator("#vl-tour-player").inner_html()
-        t_file = next((exp / "tournaments").glob("*.json"))
-        chosen = [Path(c["model"]).name for c in json.loads(t_file.read_text())["candidates"]]
-        assert sorted(chosen) == ["spk_e2_s20.pth", "spk_e3_s30.pth"]
-        owner = {}
-        for c, row in enumerate(json.loads(t_file.read_text())["takes"]):
-            for p in row:
-                owner[p] = json.loads(t_file.read_text())["candidates"][c]["model"]
+        started = json.loads(next((exp / "tournaments").glob("*.json")).read_text())
+        assert sorted(Path(c["model"]).name for c in started["candidates"]) == ["spk_e2_s20.pth", "spk_e3_s30.pth"]
+        owner = {p: started["candidates"][c]["model"] for c, row in enumerate(started["takes"]) for p in row}
 
         # A/B switch at the same position, space plays and pauses
         page.locator("#vl-tour-now").click()  # focus the page, not an input

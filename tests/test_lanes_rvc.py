@@ -146,9 +146,10 @@ def test_every_save_has_previews_and_conversions_finish_while_a_voice_trains(ws,
     assert {j.parent for j in scored} == {j.id for j in jobs}
     from engines.ab.scores import read_scores
 
-    assert sorted(Path(r["model"]).name for r in read_scores(ws, "lanes")) == ["lanes_e2_s2.pth", "lanes_e4_s4.pth"]
+    score_records = read_scores(ws, "lanes")
+    assert sorted(Path(r["model"]).name for r in score_records) == ["lanes_e2_s2.pth", "lanes_e4_s4.pth"]
     assert all(r["scores"]["speaker_similarity"] is not None and r["scores"]["pitch_cents"] is not None
-               for r in read_scores(ws, "lanes"))
+               for r in score_records)
 
     # The training resumes towards many more epochs; three conversions finish while it runs.
     train = runner.submit("rvc.train", train_params("lanes", m, total_epoch=500, save_every_epoch=400))

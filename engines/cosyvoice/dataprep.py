@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from dataclasses import asdict
+from pathlib import Path
 from typing import Iterable
 
 from engines.core.atomic import torch_save, write_json
